@@ -1,0 +1,37 @@
+# Hookline: `make run` runs the all-in-one (embedded NATS); `make test` runs every test.
+SHELL := /bin/bash
+MODULES := ./pkg ./migrations ./services/ingress ./services/processor ./services/dispatcher ./services/hookline
+SERVICES := ingress processor dispatcher hookline
+
+.PHONY: run build test vet fmt-check bench bench-quick fuzz clean
+
+# Only builds and starts: no vet, tidy or tests.
+run:
+	@scripts/run.sh
+
+build:
+	@mkdir -p bin
+	@for s in $(SERVICES); do go build -o bin/$$s ./services/$$s || exit 1; done
+
+test:
+	go test -race -timeout 14m -count=1 $$(go list -f '{{.Dir}}/...' -m)
+
+vet:
+	go vet $$(go list -f '{{.Dir}}/...' -m)
+
+fmt-check:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Brief fuzzing of every fuzz target (CI runs this too).
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for pkg in ./pkg/webhook ./pkg/event; do \
+	  for t in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench:
+	@scripts/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS error_log;
+DROP TABLE IF EXISTS delivery_attempts;
+DROP TABLE IF EXISTS deliveries;
+DROP TABLE IF EXISTS files;
+DROP TABLE IF EXISTS rejected_events;
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS webhook_configurations;
+DROP TABLE IF EXISTS webhook_registrations;
+DROP TABLE IF EXISTS event_types;

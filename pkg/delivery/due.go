@@ -1,0 +1,17 @@
+package delivery
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Due is one delivery attempt to send now: what a DELIVERIES message carries.
+type Due struct {
+	ID         uuid.UUID
+	WebhookID  uuid.UUID
+	EventType  string
+	Attempt    int // the attempt this message is for, 1-based
+	Payload    []byte
+	OccurredAt time.Time // the event's time, for end-to-end latency
+}

@@ -1,0 +1,239 @@
+// Package dispatcher consumes DELIVERIES: it signs and POSTs each delivery, records every
+// attempt in PostgreSQL, acks once the record is committed, and schedules retries in
+// PostgreSQL (next_attempt_at), never in JetStream, so a delivery waiting hours for its next
+// attempt holds no consumer slot. A scheduler republishes due retries and a reconciler
+// republishes deliveries whose message was lost.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookline/hookline/pkg/delivery"
+	"github.com/hookline/hookline/pkg/egress"
+	"github.com/hookline/hookline/pkg/metrics"
+	"github.com/hookline/hookline/pkg/natsx"
+	"github.com/hookline/hookline/pkg/store"
+)
+
+// Options tune the dispatcher; zero values take the defaults of DESIGN §10.
+type Options struct {
+	Schedule            delivery.Schedule // attempts and waits; default delivery.DefaultSchedule
+	EndpointConcurrency int               // requests in flight per webhook; default 32
+	RetryAfterMax       time.Duration     // cap on a receiver's Retry-After; default 24h
+	DisableAfter        time.Duration     // failing this long disables a webhook; default 120h
+	ReconcileAfter      time.Duration     // a pending delivery this still is republished; default 10m
+	ScanInterval        time.Duration     // how often due retries are looked for; default 250ms
+	HandBackDelay       time.Duration     // wait of a delivery handed back by a saturated endpoint; default 1s
+	BatchSize           int               // most outcomes committed together; default 512
+	TargetTTL           time.Duration     // how long a webhook's settings are cached; default 1s
+	ShutdownGrace       time.Duration     // in-flight attempts get this long on shutdown; default 5s
+}
+
+func (o *Options) defaults() {
+	if len(o.Schedule) == 0 {
+		o.Schedule = delivery.DefaultSchedule
+	}
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&o.RetryAfterMax, 24*time.Hour)
+	set(&o.DisableAfter, 120*time.Hour)
+	set(&o.ReconcileAfter, 10*time.Minute)
+	set(&o.ScanInterval, 250*time.Millisecond)
+	set(&o.HandBackDelay, time.Second)
+	set(&o.TargetTTL, time.Second)
+	set(&o.ShutdownGrace, 5*time.Second)
+	if o.EndpointConcurrency <= 0 {
+		o.EndpointConcurrency = 32
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 512
+	}
+}
+
+// Dispatcher is the DELIVERIES consumer plus the retry scheduler and the reconciler. Any
+// number of dispatchers share the durable consumer and split due retries (SKIP LOCKED).
+type Dispatcher struct {
+	db      *store.DB
+	js      jetstream.JetStream
+	client  *egress.Client
+	m       *metrics.Set
+	log     *slog.Logger
+	opts    Options
+	targets *targetCache
+
+	mu        sync.Mutex
+	endpoints map[uuid.UUID]*endpoint
+}
+
+// New builds a dispatcher.
+func New(db *store.DB, js jetstream.JetStream, client *egress.Client, m *metrics.Set, log *slog.Logger, o Options) *Dispatcher {
+	o.defaults()
+	return &Dispatcher{db: db, js: js, client: client, m: m, log: log.With("component", "dispatcher"), opts: o,
+		targets: newTargetCache(db, o.TargetTTL), endpoints: map[uuid.UUID]*endpoint{}}
+}
+
+// Run consumes, schedules and reconciles until ctx ends; then it stops pulling, gives
+// in-flight attempts ShutdownGrace to finish, records what finished, hands the rest back to
+// JetStream and returns nil.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	cons, err := d.js.Consumer(ctx, natsx.DeliveriesStream, natsx.DispatchConsumer)
+	if err != nil {
+		return err
+	}
+	d.m.WatchConsumer(natsx.DispatchConsumer, func(ctx context.Context) (uint64, uint64, error) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return info.NumPending, uint64(info.NumAckPending), nil
+	})
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	w := newWriter(d, d.opts.BatchSize)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.run() })
+	g.Go(func() error { d.schedule(gctx); return nil })
+	g.Go(func() error { d.reconcile(gctx); return nil })
+	g.Go(func() error {
+		defer w.close() // after every worker has handed in its outcome
+		return d.consume(gctx, cons, w, info.Config.MaxAckPending)
+	})
+	return g.Wait()
+}
+
+// consume starts one worker per message. JetStream's MaxAckPending bounds how many run.
+func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *writer, maxAckPending int) error {
+	// Attempts run on a context that outlives ctx by ShutdownGrace, so a shutdown lets
+	// short requests finish rather than cutting every one.
+	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAttempts()
+	var workers sync.WaitGroup
+	buffer := min(max(maxAckPending, 1), 1024)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			d.handle(attemptCtx, m, w)
+		}()
+	}, jetstream.PullMaxMessages(buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		d.log.Debug("consume", "err", err)
+	}))
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.opts.ShutdownGrace):
+		cancelAttempts() // the cancelled ones are nak-ed, not recorded
+		<-done
+	}
+	return nil
+}
+
+// handle runs one delivery message to its outcome and hands it to the writer, which acks it
+// once the outcome is committed.
+func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
+	msg, err := parseMessage(m)
+	if err != nil {
+		// Not ours to deliver (published by hand?): nothing in PostgreSQL refers to it.
+		d.log.Error("unreadable delivery message, terminated", "subject", m.Subject(), "err", err)
+		_ = m.TermWithReason("unreadable: " + err.Error())
+		return
+	}
+	t, err := d.targets.get(ctx, msg.WebhookID)
+	if err != nil {
+		if errors.Is(err, errGone) {
+			w.add(m, d.ended(msg, "webhook deleted"))
+			return
+		}
+		d.log.WarnContext(ctx, "load webhook", "webhook_id", msg.WebhookID, "err", err)
+		_ = m.NakWithDelay(time.Second) // PostgreSQL briefly away; the message comes back
+		return
+	}
+	if !t.enabled {
+		w.add(m, d.ended(msg, "webhook disabled"))
+		return
+	}
+	ep := d.endpoint(msg.WebhookID)
+	switch ep.enter(ctx, d.m.Waiting) {
+	case entered:
+	case waited:
+		_ = m.InProgress() // the wait for a slot counts against AckWait
+	case full:
+		w.add(m, d.handBack(msg))
+		return
+	case cancelled:
+		_ = m.Nak()
+		return
+	}
+	out, ok := d.attempt(ctx, msg, t)
+	ep.leave()
+	if !ok {
+		_ = m.Nak() // cut by shutdown: not an attempt of the receiver's making
+		return
+	}
+	w.add(m, out)
+}
+
+// message is a parsed DELIVERIES message.
+type message struct {
+	delivery.Due
+}
+
+func parseMessage(m jetstream.Msg) (message, error) {
+	h := m.Headers()
+	var (
+		msg message
+		err error
+	)
+	if msg.ID, err = uuid.Parse(h.Get(natsx.HeaderDeliveryID)); err != nil {
+		return msg, errors.New("bad " + natsx.HeaderDeliveryID)
+	}
+	if msg.WebhookID, err = uuid.Parse(h.Get(natsx.HeaderWebhookID)); err != nil {
+		return msg, errors.New("bad " + natsx.HeaderWebhookID)
+	}
+	if msg.Attempt, err = strconv.Atoi(h.Get(natsx.HeaderAttempt)); err != nil || msg.Attempt < 1 {
+		return msg, errors.New("bad " + natsx.HeaderAttempt)
+	}
+	ns, err := strconv.ParseInt(h.Get(natsx.HeaderOccurredAt), 10, 64)
+	if err != nil {
+		return msg, errors.New("bad " + natsx.HeaderOccurredAt)
+	}
+	msg.OccurredAt = time.Unix(0, ns)
+	msg.EventType = h.Get(natsx.HeaderEventType)
+	msg.Payload = m.Data()
+	return msg, nil
+}
+
+// ended is the outcome of a delivery whose webhook can no longer receive: failed, no attempt.
+func (d *Dispatcher) ended(msg message, why string) store.Outcome {
+	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
+		Status: delivery.StatusFailed, Error: why, At: time.Now()}
+}
+
+// handBack returns a delivery to the retry mechanism without using an attempt: its endpoint
+// already has every slot busy and every waiting place taken.
+func (d *Dispatcher) handBack(msg message) store.Outcome {
+	next := time.Now().Add(d.opts.HandBackDelay)
+	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
+		Status: delivery.StatusRetrying, NextAttemptAt: &next, At: time.Now()}
+}

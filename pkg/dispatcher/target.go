@@ -1,0 +1,84 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
+)
+
+// target is a webhook ready to send to: a cached, decoded view of its row.
+type target struct {
+	url     string
+	enabled bool
+	headers map[string]map[string]string // event type -> custom headers
+	signer  *webhook.Signer
+	loaded  time.Time
+}
+
+// errGone reports a webhook that was deleted (or never existed).
+var errGone = errors.New("webhook deleted")
+
+// targetCache keeps each webhook's settings for ttl, so a burst of deliveries to one endpoint
+// costs one query, while a PATCH, a disable or a secret rotation takes effect within ttl.
+type targetCache struct {
+	db    *store.DB
+	ttl   time.Duration
+	group singleflight.Group
+
+	mu sync.Mutex
+	m  map[uuid.UUID]*target
+}
+
+func newTargetCache(db *store.DB, ttl time.Duration) *targetCache {
+	return &targetCache{db: db, ttl: ttl, m: map[uuid.UUID]*target{}}
+}
+
+func (c *targetCache) get(ctx context.Context, id uuid.UUID) (*target, error) {
+	c.mu.Lock()
+	t, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && time.Since(t.loaded) < c.ttl {
+		return t, nil
+	}
+	v, err, _ := c.group.Do(id.String(), func() (any, error) {
+		return c.load(ctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*target), nil
+}
+
+func (c *targetCache) load(ctx context.Context, id uuid.UUID) (*target, error) {
+	row, err := store.LoadTarget(ctx, c.db, id)
+	if errors.Is(err, webhook.ErrNotFound) {
+		return nil, errGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	if row.Deleted {
+		return nil, errGone
+	}
+	secrets := []webhook.Secret{webhook.Secret(row.Secret)}
+	if row.PreviousSecret != "" && time.Now().Before(row.PreviousSecretUntil) {
+		// During a rotation both secrets sign, so receivers can switch at their pace.
+		secrets = append(secrets, webhook.Secret(row.PreviousSecret))
+	}
+	signer, err := webhook.NewSigner(secrets...)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{url: row.URL, enabled: row.Enabled, headers: row.Headers, signer: signer, loaded: time.Now()}
+	c.mu.Lock()
+	c.m[id] = t
+	c.mu.Unlock()
+	return t, nil
+}

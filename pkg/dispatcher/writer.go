@@ -1,0 +1,81 @@
+package dispatcher
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/pkg/store"
+)
+
+// writer commits outcomes in batches — whatever has queued, up to a batch size, never a fixed
+// wait — and acks each message only after its outcome is committed.
+type writer struct {
+	d   *Dispatcher
+	max int
+	ch  chan pending
+}
+
+type pending struct {
+	msg jetstream.Msg
+	out store.Outcome
+}
+
+func newWriter(d *Dispatcher, max int) *writer {
+	return &writer{d: d, max: max, ch: make(chan pending, max)}
+}
+
+func (w *writer) add(m jetstream.Msg, out store.Outcome) { w.ch <- pending{m, out} }
+
+// close is called once no worker will add any more; run then flushes and returns.
+func (w *writer) close() { close(w.ch) }
+
+func (w *writer) run() error {
+	batch := make([]pending, 0, w.max)
+	outs := make([]store.Outcome, 0, w.max)
+	for first := range w.ch {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < w.max {
+			select {
+			case p, ok := <-w.ch:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		outs = outs[:0]
+		for _, p := range batch {
+			outs = append(outs, p.out)
+		}
+		w.commit(outs)
+		for _, p := range batch {
+			_ = p.msg.Ack() // a lost ack redelivers; the compare-and-set makes that harmless
+		}
+	}
+	return nil
+}
+
+// commit retries until PostgreSQL takes the batch: the messages stay unacked meanwhile, and
+// JetStream's MaxAckPending stops new work from piling up.
+func (w *writer) commit(outs []store.Outcome) {
+	ctx := context.Background()
+	wait := 100 * time.Millisecond
+	for {
+		disabled, err := store.RecordOutcomes(ctx, w.d.db, outs, w.d.opts.DisableAfter)
+		if err == nil {
+			for id, reason := range disabled {
+				w.d.m.EndpointsDisabled.WithLabelValues(reason).Inc()
+				w.d.log.Error("webhook disabled", "webhook_id", id, "reason", reason)
+			}
+			return
+		}
+		w.d.log.Warn("record outcomes, will retry", "outcomes", len(outs), "err", err, "retry_in", wait.String())
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+	}
+}

@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/pkg/event"
+	"github.com/hookline/hookline/pkg/processor"
+	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
+)
+
+// upload stores the file's bytes under a generated name, then publishes upload.completed for
+// the webhook; it answers 200 only after JetStream acknowledged both.
+func (a *API) upload(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	id, err := pathUUID(c, "webhook_id", "webhook")
+	if err != nil {
+		return err
+	}
+	w, err := store.GetWebhook(ctx, a.db, id)
+	if errors.Is(err, webhook.ErrNotFound) {
+		return fail(fiber.StatusNotFound, "webhook not found")
+	}
+	if err != nil {
+		return err
+	}
+	typeID, err := store.EventTypeIDByName(ctx, a.db, processor.UploadCompleted)
+	if err != nil {
+		return err
+	}
+	if !contains(w.EventTypeIDs, typeID) {
+		return fieldError("webhook_id", "webhook is not subscribed to upload.completed")
+	}
+	if !w.Enabled {
+		return fail(fiber.StatusConflict, "webhook is disabled")
+	}
+	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEMultipartForm) {
+		return fail(fiber.StatusBadRequest, "the upload must be multipart/form-data with a file field")
+	}
+	fh, err := c.FormFile("file")
+	// fasthttp says "there is no uploaded file associated with the given key".
+	if errors.Is(err, http.ErrMissingFile) || err != nil && strings.Contains(err.Error(), "no uploaded file") {
+		return fieldError("file", "is required (multipart field \"file\")")
+	}
+	if err != nil {
+		return fail(fiber.StatusBadRequest, "the upload must be multipart/form-data with a file field")
+	}
+	if fh.Size > a.opts.MaxUploadBytes {
+		return fail(fiber.StatusRequestEntityTooLarge, "file over the upload limit of "+byteCount(a.opts.MaxUploadBytes))
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	fileID, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	// Sniff the type from the first bytes when the client gave none, then stream the rest:
+	// the hash is computed on the way to the store, the bytes are never held twice.
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	contentType := fh.Header.Get(fiber.HeaderContentType)
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt == "application/octet-stream" || contentType == "" {
+		contentType = http.DetectContentType(head)
+	}
+	sum := sha256.New()
+	body := io.TeeReader(io.MultiReader(strings.NewReader(string(head)), f), sum)
+	if err := a.blobs.Put(ctx, fileID.String(), body); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	eventID, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	data := fiber.Map{
+		"file_id":      fileID,
+		"event_id":     eventID.String(),
+		"webhook_id":   w.ID,
+		"file_name":    SanitizeFileName(fh.Filename),
+		"size":         fh.Size,
+		"content_type": contentType,
+		"sha256":       hex.EncodeToString(sum.Sum(nil)),
+	}
+	evData := fiber.Map{"uploaded_at": now.Format(time.RFC3339)}
+	for k, v := range data {
+		evData[k] = v
+	}
+	raw, err := json.Marshal(evData)
+	if err != nil {
+		return err
+	}
+	if err := a.publish(c, event.Event{ID: eventID.String(), Type: processor.UploadCompleted, UserID: w.UserID,
+		WebhookID: &w.ID, OccurredAt: now, Data: raw}); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "file uploaded", "file_id", fileID, "event_id", eventID, "webhook_id", w.ID, "size", fh.Size)
+	return ok(c, "ok", data)
+}
+
+// publish sends an event to events.<type> with Nats-Msg-Id = its id and waits for the ack.
+func (a *API) publish(c *fiber.Ctx, e event.Event) error {
+	body, err := event.Encode(e)
+	if err != nil {
+		return err
+	}
+	if _, err := a.js.Publish(c.UserContext(), event.Subject(e.Type), body, jetstream.WithMsgID(e.ID)); err != nil {
+		return fail(fiber.StatusServiceUnavailable, "event not accepted by JetStream, try again: "+err.Error())
+	}
+	a.m.EventsPublished.WithLabelValues(e.Type).Inc()
+	return nil
+}
+
+func contains(ids []uuid.UUID, id uuid.UUID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// SanitizeFileName keeps a client's file name as metadata only: the last path element, no
+// control or separator characters, no leading dots, at most 255 bytes. The stored object's
+// name is the generated file id, never this.
+func SanitizeFileName(name string) string {
+	name = strings.ReplaceAll(name, "\\", "/")
+	name = path.Base(name)
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == utf8.RuneError, unicode.IsControl(r), r == '/', r == '\\', r == ':',
+			unicode.Is(unicode.Bidi_Control, r), r == '\u2028', r == '\u2029':
+			b.WriteRune('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	name = strings.TrimLeft(strings.TrimSpace(b.String()), ".")
+	for len(name) > 255 {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	if name == "" {
+		return "upload"
+	}
+	return name
+}

@@ -1,0 +1,66 @@
+package natsx
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ConsumeBatches pulls from cons and calls handle with whatever has arrived, up to max
+// messages: one message when traffic is light, a full batch under load, never a fixed wait.
+// The in-memory buffer holds at most 2*max messages, so overload stays a JetStream backlog.
+// When ctx ends it stops pulling, lets the batch in hand finish (handle gets a context that is
+// not cancelled) and naks what was buffered, so another replica takes it at once.
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger,
+	handle func(context.Context, []jetstream.Msg)) error {
+	ch := make(chan jetstream.Msg, max)
+	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
+		jetstream.PullMaxMessages(max),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Debug("consume", "err", err) // heartbeats missed during a NATS restart; it resumes
+		}))
+	if err != nil {
+		return err
+	}
+	work := context.WithoutCancel(ctx)
+	batch := make([]jetstream.Msg, 0, max)
+	for {
+		select {
+		case <-ctx.Done():
+			cc.Stop()
+			// The callback may be blocked sending a message it already holds: drain until
+			// the consumer has closed, nak-ing so the messages are redelivered at once.
+			for {
+				select {
+				case m := <-ch:
+					_ = m.Nak()
+				case <-cc.Closed():
+					for {
+						select {
+						case m := <-ch:
+							_ = m.Nak()
+						default:
+							return nil
+						}
+					}
+				case <-time.After(5 * time.Second):
+					return nil
+				}
+			}
+		case m := <-ch:
+			batch = append(batch[:0], m)
+		fill:
+			for len(batch) < max {
+				select {
+				case m := <-ch:
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			handle(work, batch)
+		}
+	}
+}

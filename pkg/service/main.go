@@ -1,0 +1,118 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/store"
+)
+
+// Main is a service binary's whole main: it reads the environment and runs role until SIGINT
+// or SIGTERM. Subcommands: `healthcheck` (GET /readyz on HOOKLINE_HTTP_ADDR, exit 0 or 1, for
+// container health checks without curl) and, for the all-in-one, `migrate up|down|status`.
+func Main(role Role) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	if err := run(ctx, log, role, os.Args[1:], os.Getenv); err != nil {
+		log.Error(role.String()+" stopped", "err", err)
+		stop()
+		osExit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, role Role, args []string, getenv func(string) string) error {
+	cfg, err := config.Load(getenv, role.DefaultAddr())
+	if err != nil {
+		return err // one line per bad variable, naming it
+	}
+	if len(args) == 0 || args[0] == "run" {
+		return Run(ctx, log, cfg, role, Tuning{})
+	}
+	switch args[0] {
+	case "healthcheck":
+		return healthcheck(ctx, cfg.HTTPAddr)
+	case "migrate":
+		return migrateCmd(ctx, log, cfg, args[1:])
+	}
+	return fmt.Errorf("unknown command %q (want run, healthcheck or migrate up|down|status)", strings.Join(args, " "))
+}
+
+func healthcheck(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func migrateCmd(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: migrate up|down|status")
+	}
+	if args[0] == "up" {
+		if err := store.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch args[0] {
+	case "up":
+		names, err := db.MigrateUp(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrated up", "applied", names)
+	case "down":
+		names, err := db.MigrateDown(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrated down", "rolled_back", names)
+	case "status":
+		ms, err := db.MigrationStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			state := "pending"
+			if m.IsApplied() {
+				state = "applied"
+			}
+			fmt.Printf("%s\t%s\n", m.Name, state)
+		}
+	default:
+		return fmt.Errorf("usage: migrate up|down|status")
+	}
+	return nil
+}

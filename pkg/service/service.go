@@ -1,0 +1,233 @@
+// Package service wires Hookline's components into a process: the three services run alone
+// against an external NATS (NATS_URL), or together in the all-in-one with an embedded
+// nats-server. Each service's main is a call to Main; tests call Run.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookline/hookline/pkg/blob"
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/dispatcher"
+	"github.com/hookline/hookline/pkg/egress"
+	"github.com/hookline/hookline/pkg/httpapi"
+	"github.com/hookline/hookline/pkg/metrics"
+	"github.com/hookline/hookline/pkg/natsx"
+	"github.com/hookline/hookline/pkg/natsx/embedded"
+	"github.com/hookline/hookline/pkg/processor"
+	"github.com/hookline/hookline/pkg/store"
+)
+
+// Role says which components a process runs.
+type Role int
+
+const (
+	Ingress Role = 1 << iota
+	Processor
+	Dispatcher
+	// AllInOne runs all three with an embedded NATS server when NATS_URL is empty, and
+	// applies migrations (creating the database if missing) before it starts.
+	AllInOne = Ingress | Processor | Dispatcher
+)
+
+func (r Role) String() string {
+	switch r {
+	case Ingress:
+		return "ingress"
+	case Processor:
+		return "processor"
+	case Dispatcher:
+		return "dispatcher"
+	case AllInOne:
+		return "hookline"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// DefaultAddr is each role's HOOKLINE_HTTP_ADDR default.
+func (r Role) DefaultAddr() string {
+	switch r {
+	case Processor:
+		return ":8082"
+	case Dispatcher:
+		return ":8083"
+	}
+	return ":8081"
+}
+
+// Tuning holds knobs that are not settings: tests shorten the loops, benchmarks size the pools.
+type Tuning struct {
+	MaxDBConns            int           // 0 = 16 (all-in-one) or 8
+	ScanInterval          time.Duration // dispatcher's due-retry scan; 0 = 250ms
+	HandBackDelay         time.Duration
+	DispatchMaxAckPending int
+	// Ready, when set, is called once every component is started, with the API's (or
+	// metrics') address and the NATS URL in use.
+	Ready func(httpAddr, natsURL string)
+}
+
+// Run starts the role's components and blocks until ctx ends, then stops them in order and
+// returns nil, or returns the first component's error.
+func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tune Tuning) error {
+	log = log.With("service", role.String())
+	if role == AllInOne {
+		if err := store.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	maxConns := tune.MaxDBConns
+	if maxConns == 0 {
+		maxConns = 8
+		if role == AllInOne {
+			maxConns = 16
+		}
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, maxConns)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if role == AllInOne {
+		applied, err := db.MigrateUp(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			log.Info("migrations applied", "names", applied)
+		}
+	}
+
+	natsURL := cfg.NATSURL
+	var srv *server.Server
+	if natsURL == "" {
+		if role != AllInOne {
+			return errors.New("NATS_URL: required (only the all-in-one embeds a NATS server)")
+		}
+		srv, err = embedded.Start(embedded.Options{Listen: cfg.NATSListen, Monitor: cfg.NATSMonitor,
+			StoreDir: filepath.Join(cfg.DataDir, "nats"), User: cfg.NATSUser, Password: cfg.NATSPassword,
+			SyncAlways: cfg.NATSSyncAlways})
+		if err != nil {
+			return err
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		natsURL = srv.ClientURL()
+		log.Info("embedded nats started", "url", natsURL, "monitor", monitorURL(srv), "sync_always", cfg.NATSSyncAlways)
+	}
+	var inProcess nats.InProcessConnProvider
+	if srv != nil {
+		inProcess = srv // no loopback TCP between the services and their own server
+	}
+	nc, err := natsx.Connect(withCredentials(natsURL, cfg), inProcess, "hookline-"+role.String(), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	topo := natsx.DefaultTopology()
+	topo.Replicas = cfg.StreamReplicas
+	topo.DispatchAckWait = cfg.ReceiverTimeout + 30*time.Second
+	if tune.DispatchMaxAckPending > 0 {
+		topo.DispatchMaxAckPending = tune.DispatchMaxAckPending
+	}
+	if err := natsx.Setup(ctx, js, topo); err != nil {
+		return err
+	}
+
+	m := metrics.New()
+	g, gctx := errgroup.WithContext(ctx)
+	var ln net.Listener
+	if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("HOOKLINE_HTTP_ADDR=%q: %w", cfg.HTTPAddr, err)
+	}
+	if role&Ingress != 0 {
+		blobs, err := openBlobs(ctx, cfg, js)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes, MaxBodyBytes: cfg.MaxBodyBytes})
+		g.Go(func() error { return api.Serve(gctx, ln) })
+	} else {
+		g.Go(func() error {
+			return metrics.ServeListener(gctx, ln, m, func(ctx context.Context) error {
+				if err := db.PingContext(ctx); err != nil {
+					return err
+				}
+				return natsx.Ready(ctx, js)
+			})
+		})
+	}
+	if role&Processor != 0 {
+		p := processor.New(db, js, m, log, processor.Options{})
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	if role&Dispatcher != 0 {
+		client := egress.New(egress.Options{Timeout: cfg.ReceiverTimeout, AllowPrivate: cfg.AllowPrivateTargets})
+		defer client.CloseIdleConnections()
+		d := dispatcher.New(db, js, client, m, log, dispatcher.Options{
+			Schedule: cfg.RetrySchedule, EndpointConcurrency: cfg.EndpointConcurrency,
+			RetryAfterMax: cfg.RetryAfterMax, DisableAfter: cfg.DisableAfter, ReconcileAfter: cfg.ReconcileAfter,
+			ScanInterval: tune.ScanInterval, HandBackDelay: tune.HandBackDelay,
+		})
+		g.Go(func() error { return d.Run(gctx) })
+	}
+	if cfg.AllowPrivateTargets {
+		log.Warn("HOOKLINE_ALLOW_PRIVATE_TARGETS=true: webhooks may target loopback and private addresses")
+	}
+	log.Info("started", "http_addr", ln.Addr().String(), "nats_url", redactURL(natsURL))
+	if tune.Ready != nil {
+		tune.Ready(ln.Addr().String(), natsURL)
+	}
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func openBlobs(ctx context.Context, cfg config.Config, js jetstream.JetStream) (blob.Store, error) {
+	if cfg.BlobStore == "dir" {
+		return blob.NewDir(filepath.Join(cfg.DataDir, "files"))
+	}
+	return blob.NewNATS(ctx, js, natsx.FilesBucket)
+}
+
+func withCredentials(url string, cfg config.Config) string {
+	if cfg.NATSURL != "" || cfg.NATSUser == "" {
+		return url
+	}
+	// The embedded server was started with these credentials.
+	return fmt.Sprintf("nats://%s:%s@%s", cfg.NATSUser, cfg.NATSPassword, url[len("nats://"):])
+}
+
+func monitorURL(s *server.Server) string {
+	if a := s.MonitorAddr(); a != nil {
+		return "http://" + a.String()
+	}
+	return ""
+}
+
+func redactURL(u string) string {
+	for i := len("nats://"); i < len(u); i++ {
+		if u[i] == '@' {
+			return "nats://***@" + u[i+1:]
+		}
+	}
+	return u
+}
+
+// Exit codes of Main.
+var osExit = os.Exit

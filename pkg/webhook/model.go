@@ -1,0 +1,37 @@
+package webhook
+
+import (
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Webhook is one registration: where to send which event types, and how.
+type Webhook struct {
+	ID             uuid.UUID
+	UserID         int64
+	URL            string
+	EventTypeIDs   []uuid.UUID
+	CustomHeaders  map[string]string
+	CustomPayload  map[string]any
+	Enabled        bool
+	DisabledReason string
+	DisabledAt     *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// EventType is a kind of event webhooks subscribe to; its name is the subject suffix.
+type EventType struct {
+	ID          uuid.UUID
+	Name        string
+	Description string
+}
+
+// ErrNotFound reports a webhook id that matches no live registration. Callers test with
+// errors.Is.
+var ErrNotFound = errors.New("webhook not found")
+
+// ErrNotSubscribed reports a webhook that does not receive the event type asked for.
+var ErrNotSubscribed = errors.New("webhook not subscribed to this event type")
