@@ -51,7 +51,8 @@ func RecordOutcomes(ctx context.Context, db *DB, outs []Outcome, disableAfter ti
 		return nil, nil
 	}
 	disabled := map[uuid.UUID]string{}
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
+		tx := btx.Tx // raw SQL with bound parameters
 		if err := insertAttempts(ctx, tx, outs); err != nil {
 			return err
 		}
@@ -67,7 +68,7 @@ func RecordOutcomes(ctx context.Context, db *DB, outs []Outcome, disableAfter ti
 	return disabled, err
 }
 
-func insertAttempts(ctx context.Context, tx bun.Tx, outs []Outcome) error {
+func insertAttempts(ctx context.Context, tx Querier, outs []Outcome) error {
 	var (
 		ids, errs, excerpts []string
 		attempts, codes     []int64
@@ -99,7 +100,7 @@ func insertAttempts(ctx context.Context, tx bun.Tx, outs []Outcome) error {
 
 // updateDeliveries applies each outcome whose row still has the expected attempt_count and is
 // not terminal; it returns the ids it changed.
-func updateDeliveries(ctx context.Context, tx bun.Tx, outs []Outcome) (map[uuid.UUID]bool, error) {
+func updateDeliveries(ctx context.Context, tx Querier, outs []Outcome) (map[uuid.UUID]bool, error) {
 	var (
 		ids, statuses          []string
 		expected, counts, code []int64
@@ -133,7 +134,7 @@ func updateDeliveries(ctx context.Context, tx bun.Tx, outs []Outcome) (map[uuid.
 	return applied, rows.Err()
 }
 
-func insertErrorLog(ctx context.Context, tx bun.Tx, outs []Outcome, applied map[uuid.UUID]bool) error {
+func insertErrorLog(ctx context.Context, tx Querier, outs []Outcome, applied map[uuid.UUID]bool) error {
 	var (
 		ids, errs []string
 		attempts  []int64
@@ -174,7 +175,7 @@ func failureText(o Outcome) string {
 
 // trackEndpoints keeps failing_since per webhook: cleared by a 2xx, set by the first failure;
 // a webhook whose failures have lasted disableAfter, or that answered 410, is disabled.
-func trackEndpoints(ctx context.Context, tx bun.Tx, outs []Outcome, applied map[uuid.UUID]bool,
+func trackEndpoints(ctx context.Context, tx Querier, outs []Outcome, applied map[uuid.UUID]bool,
 	disableAfter time.Duration, disabled map[uuid.UUID]string) error {
 	var ok, failing, goneIDs, goneReasons []string
 	for _, o := range outs {
@@ -255,7 +256,8 @@ func trackEndpoints(ctx context.Context, tx bun.Tx, outs []Outcome, applied map[
 // and commit republishes the same attempt with the same Nats-Msg-Id, which the stream drops.
 func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Due) error) (int, error) {
 	var n int
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
+		tx := btx.Tx // raw SQL with bound parameters
 		rows, err := tx.QueryContext(ctx, `
 			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at FROM deliveries
 			WHERE status = 'retrying' AND next_attempt_at <= now()
@@ -284,7 +286,8 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 // them again; updated_at moves so each is resent at most once per olderThan.
 func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int, publish func([]delivery.Due) error) (int, error) {
 	var n int
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
+		tx := btx.Tx // raw SQL with bound parameters
 		rows, err := tx.QueryContext(ctx, `
 			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at FROM deliveries
 			WHERE status = 'pending' AND updated_at < now() - $1::interval
@@ -309,7 +312,7 @@ func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int,
 	return n, err
 }
 
-func markPending(ctx context.Context, tx bun.Tx, qs []delivery.Due) error {
+func markPending(ctx context.Context, tx Querier, qs []delivery.Due) error {
 	ids := make([]string, len(qs))
 	for i, q := range qs {
 		ids[i] = q.ID.String()

@@ -33,7 +33,7 @@ type Resolution struct {
 
 // Resolve looks up, for a batch of events in two queries, the webhooks that receive each: the
 // event's own webhook_id, or every enabled, live webhook of its user subscribed to its type.
-func Resolve(ctx context.Context, db bun.IDB, refs []EventRef) ([]Resolution, error) {
+func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, error) {
 	out := make([]Resolution, len(refs))
 	if len(refs) == 0 {
 		return out, nil
@@ -145,7 +145,8 @@ type Rejection struct {
 // of a redelivered event whose publish may not have happened.
 func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected []Rejection) ([]delivery.Due, error) {
 	var queued []delivery.Due
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
+		tx := btx.Tx // raw SQL with bound parameters
 		if err := insertEvents(ctx, tx, accepted); err != nil {
 			return err
 		}
@@ -165,7 +166,7 @@ func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected 
 	return queued, err
 }
 
-func insertEvents(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error {
+func insertEvents(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -196,7 +197,7 @@ func insertEvents(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error {
 	return nil
 }
 
-func insertFiles(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error {
+func insertFiles(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
 	var (
 		ids, hooks, events, names, objects, ctypes, sums []string
 		users, sizes                                     []int64
@@ -226,7 +227,7 @@ func insertFiles(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error {
 	return nil
 }
 
-func insertDeliveries(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error {
+func insertDeliveries(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
 	var (
 		ids, events, hooks, types []string
 		users                     []int64
@@ -253,7 +254,7 @@ func insertDeliveries(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) error
 	return nil
 }
 
-func insertRejections(ctx context.Context, tx bun.Tx, rej []Rejection) error {
+func insertRejections(ctx context.Context, tx Querier, rej []Rejection) error {
 	if len(rej) == 0 {
 		return nil
 	}
@@ -276,7 +277,7 @@ func insertRejections(ctx context.Context, tx bun.Tx, rej []Rejection) error {
 	return nil
 }
 
-func firstAttempts(ctx context.Context, tx bun.Tx, evs []AcceptedEvent) ([]delivery.Due, error) {
+func firstAttempts(ctx context.Context, tx Querier, evs []AcceptedEvent) ([]delivery.Due, error) {
 	var ids []string
 	for _, e := range evs {
 		for _, d := range e.Deliveries {

@@ -29,6 +29,30 @@ type DB struct {
 	*bun.DB
 }
 
+// Querier runs SQL with parameters bound by the driver ($1, $2, …): *sql.DB, *sql.Tx and *DB.
+// The batch statements pass Go slices as PostgreSQL arrays, which pgx binds natively; bun's
+// own QueryContext would format ? placeholders into the text instead.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// ExecContext runs query on the pool with bound parameters (see Querier).
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.DB.DB.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query on the pool with bound parameters (see Querier).
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.DB.DB.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query on the pool with bound parameters (see Querier).
+func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.DB.DB.QueryRowContext(ctx, query, args...)
+}
+
 // Open connects to databaseURL with at most maxConns connections (0 = 16) and checks that the
 // server answers.
 func Open(ctx context.Context, databaseURL string, maxConns int) (*DB, error) {

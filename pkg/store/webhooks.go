@@ -19,7 +19,7 @@ import (
 var ErrDuplicate = errors.New("already exists")
 
 // ListEventTypes returns every event type, by name.
-func ListEventTypes(ctx context.Context, db bun.IDB) ([]webhook.EventType, error) {
+func ListEventTypes(ctx context.Context, db Querier) ([]webhook.EventType, error) {
 	rows, err := db.QueryContext(ctx, "SELECT id, name, description FROM event_types ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list event types: %w", err)
@@ -37,7 +37,7 @@ func ListEventTypes(ctx context.Context, db bun.IDB) ([]webhook.EventType, error
 }
 
 // CreateEventType adds a type; ErrDuplicate when the name is taken.
-func CreateEventType(ctx context.Context, db bun.IDB, name, description string) (webhook.EventType, error) {
+func CreateEventType(ctx context.Context, db Querier, name, description string) (webhook.EventType, error) {
 	t := webhook.EventType{Name: name, Description: description}
 	err := db.QueryRowContext(ctx,
 		"INSERT INTO event_types (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -52,7 +52,7 @@ func CreateEventType(ctx context.Context, db bun.IDB, name, description string) 
 }
 
 // EventTypeIDsByName maps names to ids for the given names that exist.
-func EventTypeIDByName(ctx context.Context, db bun.IDB, name string) (uuid.UUID, error) {
+func EventTypeIDByName(ctx context.Context, db Querier, name string) (uuid.UUID, error) {
 	var id uuid.UUID
 	err := db.QueryRowContext(ctx, "SELECT id FROM event_types WHERE name = $1", name).Scan(&id)
 	if err != nil {
@@ -62,7 +62,7 @@ func EventTypeIDByName(ctx context.Context, db bun.IDB, name string) (uuid.UUID,
 }
 
 // MissingEventTypes returns the ids among ids that name no event type.
-func MissingEventTypes(ctx context.Context, db bun.IDB, ids []uuid.UUID) ([]uuid.UUID, error) {
+func MissingEventTypes(ctx context.Context, db Querier, ids []uuid.UUID) ([]uuid.UUID, error) {
 	rows, err := db.QueryContext(ctx,
 		"SELECT x FROM unnest($1::uuid[]) AS x WHERE NOT EXISTS (SELECT 1 FROM event_types t WHERE t.id = x)",
 		uuidStrings(ids))
@@ -103,7 +103,8 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 		return webhook.Webhook{}, err
 	}
 	var out webhook.Webhook
-	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
+		tx := btx.Tx // raw SQL with bound parameters
 		err := tx.QueryRowContext(ctx, `
 			INSERT INTO webhook_registrations (id, user_id, url, secret)
 			VALUES ($1, $2, $3, $4) RETURNING created_at, updated_at`,
@@ -147,7 +148,7 @@ func encodeConfig(h map[string]string, p map[string]any) (string, string, error)
 }
 
 // GetWebhook loads a live (not deleted) webhook; webhook.ErrNotFound when there is none.
-func GetWebhook(ctx context.Context, db bun.IDB, id uuid.UUID) (webhook.Webhook, error) {
+func GetWebhook(ctx context.Context, db Querier, id uuid.UUID) (webhook.Webhook, error) {
 	var (
 		w       webhook.Webhook
 		reason  sql.NullString
@@ -197,7 +198,7 @@ type Target struct {
 
 // LoadTarget reads a webhook for delivery, deleted or not; webhook.ErrNotFound when the id is
 // unknown.
-func LoadTarget(ctx context.Context, db bun.IDB, id uuid.UUID) (Target, error) {
+func LoadTarget(ctx context.Context, db Querier, id uuid.UUID) (Target, error) {
 	t := Target{ID: id, Headers: map[string]map[string]string{}}
 	var (
 		deletedAt *time.Time
