@@ -105,7 +105,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	w := newWriter(d, d.opts.BatchSize)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.run() })
+	g.Go(func() error { return w.run(gctx) })
 	g.Go(func() error { d.schedule(gctx); return nil })
 	g.Go(func() error { d.reconcile(gctx); return nil })
 	g.Go(func() error {

@@ -31,7 +31,8 @@ func (w *writer) add(m jetstream.Msg, out store.Outcome) { w.ch <- pending{m, ou
 // close is called once no worker will add any more; run then flushes and returns.
 func (w *writer) close() { close(w.ch) }
 
-func (w *writer) run() error {
+// run writes until close; ctx ending only stops it retrying a batch PostgreSQL refuses.
+func (w *writer) run(ctx context.Context) error {
 	batch := make([]pending, 0, w.max)
 	outs := make([]store.Outcome, 0, w.max)
 	for first := range w.ch {
@@ -52,7 +53,9 @@ func (w *writer) run() error {
 		for _, p := range batch {
 			outs = append(outs, p.out)
 		}
-		w.commit(outs)
+		if !w.commit(ctx, outs) {
+			continue // not recorded: unacked, JetStream redelivers them after AckWait
+		}
 		for _, p := range batch {
 			_ = p.msg.Ack() // a lost ack redelivers; the compare-and-set makes that harmless
 		}
@@ -61,21 +64,30 @@ func (w *writer) run() error {
 }
 
 // commit retries until PostgreSQL takes the batch: the messages stay unacked meanwhile, and
-// JetStream's MaxAckPending stops new work from piling up.
-func (w *writer) commit(outs []store.Outcome) {
-	ctx := context.Background()
+// JetStream's MaxAckPending stops new work from piling up. Once ctx has ended (shutdown) it
+// tries once more and gives up, reporting false.
+func (w *writer) commit(ctx context.Context, outs []store.Outcome) bool {
 	wait := 100 * time.Millisecond
 	for {
-		disabled, err := store.RecordOutcomes(ctx, w.d.db, outs, w.d.opts.DisableAfter)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		disabled, err := store.RecordOutcomes(wctx, w.d.db, outs, w.d.opts.DisableAfter)
+		cancel()
 		if err == nil {
 			for id, reason := range disabled {
 				w.d.m.EndpointsDisabled.WithLabelValues(reason).Inc()
 				w.d.log.Error("webhook disabled", "webhook_id", id, "reason", reason)
 			}
-			return
+			return true
+		}
+		if ctx.Err() != nil {
+			w.d.log.Warn("outcomes not recorded at shutdown; their messages will be redelivered", "outcomes", len(outs), "err", err)
+			return false
 		}
 		w.d.log.Warn("record outcomes, will retry", "outcomes", len(outs), "err", err, "retry_in", wait.String())
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
 		wait = min(2*wait, 5*time.Second)
 	}
 }

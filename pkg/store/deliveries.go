@@ -198,31 +198,26 @@ func trackEndpoints(ctx context.Context, tx Querier, outs []Outcome, applied map
 		}
 	}
 	if len(failing) > 0 {
-		rows, err := tx.QueryContext(ctx, `
-			UPDATE webhook_registrations SET failing_since = COALESCE(failing_since, now()),
-			       enabled = CASE WHEN failing_since < now() - $2::interval THEN false ELSE enabled END,
-			       disabled_reason = CASE WHEN enabled AND failing_since < now() - $2::interval
-			                         THEN 'every attempt failed since ' || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-			                         ELSE disabled_reason END,
-			       disabled_at = CASE WHEN enabled AND failing_since < now() - $2::interval THEN now() ELSE disabled_at END
-			WHERE id = ANY($1::uuid[])
-			RETURNING id, enabled, disabled_at = now()`,
-			failing, fmt.Sprintf("%d microseconds", disableAfter.Microseconds()))
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET failing_since = now()
+			WHERE id = ANY($1::uuid[]) AND failing_since IS NULL`, failing); err != nil {
 			return fmt.Errorf("track failing endpoints: %w", err)
 		}
+		rows, err := tx.QueryContext(ctx, `
+			UPDATE webhook_registrations SET enabled = false, disabled_at = now(), updated_at = now(),
+			       disabled_reason = 'every attempt failed since ' || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+			WHERE id = ANY($1::uuid[]) AND enabled AND failing_since < now() - $2::interval
+			RETURNING id`,
+			failing, fmt.Sprintf("%d microseconds", disableAfter.Microseconds()))
+		if err != nil {
+			return fmt.Errorf("disable failing endpoints: %w", err)
+		}
 		for rows.Next() {
-			var (
-				id           uuid.UUID
-				enabled, now bool
-			)
-			if err := rows.Scan(&id, &enabled, &now); err != nil {
+			var id uuid.UUID
+			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return err
 			}
-			if !enabled && now {
-				disabled[id] = "failing"
-			}
+			disabled[id] = "failing"
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
