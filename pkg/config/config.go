@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type Config struct {
 	RateLimit      int    // HOOKLINE_RATE_LIMIT: requests per second per API key, 0 = off
 	BlobStore      string // HOOKLINE_BLOB_STORE: "nats" or "dir"
 	LogDir         string // HOOKLINE_LOG_DIR: empty = no log files
+	PublicURL      string // HOOKLINE_PUBLIC_URL: base of signed download links; default http://127.0.0.1:<port>
 }
 
 // DefaultDatabaseURL is the local PostgreSQL of `make run`.
@@ -133,6 +135,13 @@ func Load(getenv func(string) string, httpAddr string) (Config, error) {
 		return nil
 	})
 	p.str("HOOKLINE_LOG_DIR", &c.LogDir, nil)
+	p.str("HOOKLINE_PUBLIC_URL", &c.PublicURL, func(v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("want an http(s) URL such as https://hooks.example.com")
+		}
+		return nil
+	})
 	return c, errors.Join(p.errs...)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/hookline/hookline/pkg/metrics"
 	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // Options tune the dispatcher; zero values take the defaults of DESIGN §10.
@@ -36,6 +37,7 @@ type Options struct {
 	BatchSize           int               // most outcomes committed together; default 512
 	TargetTTL           time.Duration     // how long a webhook's settings are cached; default 1s
 	ShutdownGrace       time.Duration     // in-flight attempts get this long on shutdown; default 5s
+	Sealer              *webhook.Sealer   // opens secrets stored encrypted; nil = stored in clear
 }
 
 func (o *Options) defaults() {
@@ -81,7 +83,7 @@ type Dispatcher struct {
 func New(db *store.DB, js jetstream.JetStream, client *egress.Client, m *metrics.Set, log *slog.Logger, o Options) *Dispatcher {
 	o.defaults()
 	return &Dispatcher{db: db, js: js, client: client, m: m, log: log.With("component", "dispatcher"), opts: o,
-		targets: newTargetCache(db, o.TargetTTL), endpoints: map[uuid.UUID]*endpoint{}}
+		targets: newTargetCache(db, o.Sealer, o.TargetTTL), endpoints: map[uuid.UUID]*endpoint{}}
 }
 
 // Run consumes, schedules and reconciles until ctx ends; then it stops pulling, gives

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -28,16 +29,17 @@ var errGone = errors.New("webhook deleted")
 // targetCache keeps each webhook's settings for ttl, so a burst of deliveries to one endpoint
 // costs one query, while a PATCH, a disable or a secret rotation takes effect within ttl.
 type targetCache struct {
-	db    *store.DB
-	ttl   time.Duration
-	group singleflight.Group
+	db     *store.DB
+	sealer *webhook.Sealer
+	ttl    time.Duration
+	group  singleflight.Group
 
 	mu sync.Mutex
 	m  map[uuid.UUID]*target
 }
 
-func newTargetCache(db *store.DB, ttl time.Duration) *targetCache {
-	return &targetCache{db: db, ttl: ttl, m: map[uuid.UUID]*target{}}
+func newTargetCache(db *store.DB, sealer *webhook.Sealer, ttl time.Duration) *targetCache {
+	return &targetCache{db: db, sealer: sealer, ttl: ttl, m: map[uuid.UUID]*target{}}
 }
 
 func (c *targetCache) get(ctx context.Context, id uuid.UUID) (*target, error) {
@@ -67,10 +69,18 @@ func (c *targetCache) load(ctx context.Context, id uuid.UUID) (*target, error) {
 	if row.Deleted {
 		return nil, errGone
 	}
-	secrets := []webhook.Secret{webhook.Secret(row.Secret)}
+	secret, err := c.sealer.Open(row.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("webhook %s: %w", id, err)
+	}
+	secrets := []webhook.Secret{secret}
 	if row.PreviousSecret != "" && time.Now().Before(row.PreviousSecretUntil) {
 		// During a rotation both secrets sign, so receivers can switch at their pace.
-		secrets = append(secrets, webhook.Secret(row.PreviousSecret))
+		prev, err := c.sealer.Open(row.PreviousSecret)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: %w", id, err)
+		}
+		secrets = append(secrets, prev)
 	}
 	signer, err := webhook.NewSigner(secrets...)
 	if err != nil {

@@ -11,22 +11,29 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookline/hookline/pkg/blob"
 	"github.com/hookline/hookline/pkg/metrics"
 	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // Options of the API.
 type Options struct {
-	MaxUploadBytes int64 // HOOKLINE_MAX_UPLOAD_BYTES
-	MaxBodyBytes   int64 // HOOKLINE_MAX_BODY_BYTES, every other request body
+	MaxUploadBytes int64  // HOOKLINE_MAX_UPLOAD_BYTES
+	MaxBodyBytes   int64  // HOOKLINE_MAX_BODY_BYTES, every other request body
+	AdminKey       string // HOOKLINE_ADMIN_API_KEY (or the all-in-one's generated one)
+	RateLimit      int    // requests per second per non-admin key; 0 = off
+	Sealer         *webhook.Sealer
+	Links          *Links // signs download URLs
 }
 
 // API serves the REST API.
@@ -38,6 +45,10 @@ type API struct {
 	log   *slog.Logger
 	opts  Options
 	app   *fiber.App
+	keys  keyCache
+
+	limitMu sync.Mutex
+	limits  map[string]*rate.Limiter
 }
 
 // New builds the API and its routes.
@@ -48,7 +59,11 @@ func New(db *store.DB, js jetstream.JetStream, blobs blob.Store, m *metrics.Set,
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
-	a := &API{db: db, js: js, blobs: blobs, m: m, log: log.With("component", "ingress"), opts: o}
+	if o.Links == nil {
+		o.Links = NewLinks([]byte(o.AdminKey), "http://127.0.0.1:8081", 0)
+	}
+	a := &API{db: db, js: js, blobs: blobs, m: m, log: log.With("component", "ingress"), opts: o,
+		keys: keyCache{m: map[string]cachedKey{}}, limits: map[string]*rate.Limiter{}}
 	a.app = fiber.New(fiber.Config{
 		// BodyLimit is app-wide: it must admit the largest upload plus multipart framing;
 		// other routes check their bodies against MaxBodyBytes themselves.
@@ -68,15 +83,33 @@ func (a *API) App() *fiber.App { return a.app }
 func (a *API) routes() {
 	app := a.app
 	app.Use(a.observe)
+	// Open to all: probes, metrics, and file content through a signed link.
 	app.Get("/healthz", func(c *fiber.Ctx) error { return ok(c, "ok", fiber.Map{}) })
 	app.Get("/readyz", a.ready)
 	app.Get("/metrics", adaptor.HTTPHandler(a.m.Handler()))
+	app.Get("/files/:id/content", a.fileContent)
 
+	app.Use(a.authenticate) // every route below needs a key
 	app.Get("/event_type", a.listEventTypes)
+	app.Post("/event_type", adminOnly, a.createEventType)
+
 	app.Post("/webhook/register", a.registerWebhook)
+	app.Get("/webhooks", a.listWebhooks)
 	app.Get("/webhook/:id", a.getWebhook)
+	app.Patch("/webhook/:id", a.patchWebhook)
+	app.Delete("/webhook/:id", a.deleteWebhook)
+	app.Post("/webhook/:id/rotate-secret", a.rotateSecret)
+	app.Get("/webhook/:id/deliveries", a.listDeliveries)
+	app.Post("/webhook/:id/recover", a.recoverWebhook)
+
+	app.Get("/deliveries/:id", a.getDelivery)
+	app.Post("/deliveries/:id/retry", a.retryDelivery)
+
 	app.Post("/upload_file/webhook_id/:webhook_id", a.upload)
+	app.Get("/files/:id", a.getFile)
+
 	app.Post("/events", a.publishEvent)
+	app.Get("/events/rejected", adminOnly, a.listRejected)
 }
 
 // Run serves on addr until ctx ends, then shuts down gracefully.
@@ -211,3 +244,5 @@ func (a *API) errorHandler(c *fiber.Ctx, err error) error {
 
 // timestamp formats times the seed's way: UTC, YYYY-MM-DD HH:MM:SS.
 func timestamp(t time.Time) string { return t.UTC().Format(time.DateTime) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

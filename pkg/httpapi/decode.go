@@ -129,3 +129,5 @@ func byteCount(n int64) string {
 		return fmt.Sprintf("%d bytes", n)
 	}
 }
+
+func jsonBool(raw json.RawMessage, b *bool) error { return json.Unmarshal(raw, b) }

@@ -31,6 +31,9 @@ func (a *API) publishEvent(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := forUser(c, e.UserID); err != nil {
+		return err
+	}
 	if err := a.publish(c, e); err != nil {
 		return err
 	}

@@ -21,21 +21,13 @@ import (
 	"github.com/hookline/hookline/pkg/event"
 	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/store"
-	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // upload stores the file's bytes under a generated name, then publishes upload.completed for
 // the webhook; it answers 200 only after JetStream acknowledged both.
 func (a *API) upload(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	id, err := pathUUID(c, "webhook_id", "webhook")
-	if err != nil {
-		return err
-	}
-	w, err := store.GetWebhook(ctx, a.db, id)
-	if errors.Is(err, webhook.ErrNotFound) {
-		return fail(fiber.StatusNotFound, "webhook not found")
-	}
+	w, err := a.ownWebhook(c, "webhook_id")
 	if err != nil {
 		return err
 	}
@@ -101,7 +93,7 @@ func (a *API) upload(c *fiber.Ctx) error {
 		"content_type": contentType,
 		"sha256":       hex.EncodeToString(sum.Sum(nil)),
 	}
-	evData := fiber.Map{"uploaded_at": now.Format(time.RFC3339)}
+	evData := fiber.Map{"uploaded_at": now.Format(time.RFC3339), "download_url": a.opts.Links.URL(fileID, now)}
 	for k, v := range data {
 		evData[k] = v
 	}

@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"errors"
-
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
@@ -95,6 +93,9 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := forUser(c, r.UserID); err != nil {
+		return err
+	}
 	ctx := c.UserContext()
 	missing, err := store.MissingEventTypes(ctx, a.db, r.EventTypeIDs)
 	if err != nil {
@@ -111,8 +112,12 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	stored, err := a.opts.Sealer.Seal(secret) // encrypted at rest when a key is set
+	if err != nil {
+		return err
+	}
 	w, err := store.CreateWebhook(ctx, a.db, store.NewWebhook{UserID: r.UserID, URL: r.URL, EventTypeIDs: r.EventTypeIDs,
-		CustomHeaders: r.CustomHeaders, CustomPayload: r.CustomPayload, Secret: string(secret)})
+		CustomHeaders: r.CustomHeaders, CustomPayload: r.CustomPayload, Secret: stored})
 	if err != nil {
 		return err
 	}
@@ -123,14 +128,7 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 }
 
 func (a *API) getWebhook(c *fiber.Ctx) error {
-	id, err := pathUUID(c, "id", "webhook")
-	if err != nil {
-		return err
-	}
-	w, err := store.GetWebhook(c.UserContext(), a.db, id)
-	if errors.Is(err, webhook.ErrNotFound) {
-		return fail(fiber.StatusNotFound, "webhook not found")
-	}
+	w, err := a.ownWebhook(c, "id")
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,10 @@ package service
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hookline/hookline/pkg/config"
 	"github.com/hookline/hookline/pkg/store"
@@ -43,8 +48,10 @@ func run(ctx context.Context, log *slog.Logger, role Role, args []string, getenv
 		return healthcheck(ctx, cfg.HTTPAddr)
 	case "migrate":
 		return migrateCmd(ctx, log, cfg, args[1:])
+	case "apikey":
+		return apikeyCmd(ctx, cfg, args[1:], os.Stdout)
 	}
-	return fmt.Errorf("unknown command %q (want run, healthcheck or migrate up|down|status)", strings.Join(args, " "))
+	return fmt.Errorf("unknown command %q (want run, healthcheck, migrate up|down|status or apikey create|list|revoke)", strings.Join(args, " "))
 }
 
 func healthcheck(ctx context.Context, addr string) error {
@@ -113,6 +120,71 @@ func migrateCmd(ctx context.Context, log *slog.Logger, cfg config.Config, args [
 		}
 	default:
 		return fmt.Errorf("usage: migrate up|down|status")
+	}
+	return nil
+}
+
+const apikeyUsage = "usage: apikey create (--user N | --admin) [--name NAME] | apikey list | apikey revoke ID"
+
+// apikeyCmd creates, lists and revokes API keys. A created key is printed once; only its hash
+// is stored.
+func apikeyCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(apikeyUsage)
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+		user := fs.Int64("user", 0, "the user_id the key acts for")
+		admin := fs.Bool("admin", false, "an admin key (sees every user)")
+		name := fs.String("name", "", "a label for the key")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *admin == (*user > 0) {
+			return errors.New("apikey create: give exactly one of --user N (N > 0) or --admin")
+		}
+		key, err := NewAPIKey()
+		if err != nil {
+			return err
+		}
+		k, err := store.CreateAPIKey(ctx, db, key, *user, *admin, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "id\t%s\nkey\t%s\n(the key is shown only now; only its hash is stored)\n", k.ID, key)
+	case "list":
+		keys, err := store.ListAPIKeys(ctx, db)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "id\tuser_id\tadmin\tname\tcreated_at\trevoked_at")
+		for _, k := range keys {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.UTC().Format(time.DateTime)
+			}
+			fmt.Fprintf(out, "%s\t%d\t%t\t%s\t%s\t%s\n", k.ID, k.UserID, k.Admin, k.Name, k.CreatedAt.UTC().Format(time.DateTime), revoked)
+		}
+	case "revoke":
+		if len(args) != 2 {
+			return errors.New(apikeyUsage)
+		}
+		id, err := uuid.Parse(args[1])
+		if err != nil {
+			return fmt.Errorf("apikey revoke: %q is not a key id", args[1])
+		}
+		if err := store.RevokeAPIKey(ctx, db, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "revoked %s\n", id)
+	default:
+		return errors.New(apikeyUsage)
 	}
 	return nil
 }

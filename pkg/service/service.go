@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"github.com/hookline/hookline/pkg/natsx/embedded"
 	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // Role says which components a process runs.
@@ -83,9 +85,21 @@ type Tuning struct {
 func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tune Tuning) error {
 	log = log.With("service", role.String())
 	if role == AllInOne {
+		if err := bootstrapSecrets(&cfg, log); err != nil {
+			return err
+		}
 		if err := store.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 			return err
 		}
+	}
+	var sealer *webhook.Sealer
+	if cfg.EncryptionKey != nil {
+		var err error
+		if sealer, err = webhook.NewSealer(cfg.EncryptionKey); err != nil {
+			return fmt.Errorf("HOOKLINE_ENCRYPTION_KEY: %w", err)
+		}
+	} else if role&(Ingress|Dispatcher) != 0 {
+		log.Warn("HOOKLINE_ENCRYPTION_KEY unset: webhook signing secrets are stored in clear")
 	}
 	maxConns := tune.MaxDBConns
 	if maxConns == 0 {
@@ -160,7 +174,25 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 			ln.Close()
 			return err
 		}
-		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes, MaxBodyBytes: cfg.MaxBodyBytes})
+		public := cfg.PublicURL
+		if public == "" {
+			public = "http://127.0.0.1:" + config.Port(ln.Addr().String())
+		}
+		linkKey := cfg.EncryptionKey
+		if linkKey == nil {
+			linkKey = []byte(cfg.AdminAPIKey) // shared by every replica that shares the admin key
+		}
+		if len(linkKey) == 0 {
+			linkKey = make([]byte, 32)
+			_, _ = rand.Read(linkKey)
+			log.Warn("no HOOKLINE_ENCRYPTION_KEY nor HOOKLINE_ADMIN_API_KEY: download links hold on this replica only")
+		}
+		if cfg.AdminAPIKey == "" {
+			log.Warn("HOOKLINE_ADMIN_API_KEY unset: only keys made with `hookline apikey create` work")
+		}
+		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes,
+			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, RateLimit: cfg.RateLimit, Sealer: sealer,
+			Links: httpapi.NewLinks(linkKey, public, 0)})
 		g.Go(func() error { return api.Serve(gctx, ln) })
 	} else {
 		g.Go(func() error {
@@ -182,7 +214,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		d := dispatcher.New(db, js, client, m, log, dispatcher.Options{
 			Schedule: cfg.RetrySchedule, EndpointConcurrency: cfg.EndpointConcurrency,
 			RetryAfterMax: cfg.RetryAfterMax, DisableAfter: cfg.DisableAfter, ReconcileAfter: cfg.ReconcileAfter,
-			ScanInterval: tune.ScanInterval, HandBackDelay: tune.HandBackDelay,
+			ScanInterval: tune.ScanInterval, HandBackDelay: tune.HandBackDelay, Sealer: sealer,
 		})
 		g.Go(func() error { return d.Run(gctx) })
 	}

@@ -22,6 +22,9 @@ import (
 	"github.com/hookline/hookline/pkg/store/storetest"
 )
 
+// AdminKey is the admin key of every test system; Do sends it unless told otherwise.
+const AdminKey = "test-admin-key-0123456789abcdef0123456789"
+
 // System is a running all-in-one.
 type System struct {
 	URL     string // http://127.0.0.1:port of the API
@@ -43,6 +46,7 @@ func Start(tb testing.TB, edit func(*config.Config)) *System {
 	cfg.AllowPrivateTargets = true
 	cfg.RetrySchedule = delivery.Schedule{0, 20 * time.Millisecond, 20 * time.Millisecond}
 	cfg.ReceiverTimeout = 5 * time.Second
+	cfg.AdminAPIKey = AdminKey
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -130,7 +134,8 @@ type Response struct {
 }
 
 // Do sends a request with an optional JSON body (a string is sent as is) and decodes the
-// envelope; it fails the test when the answer is not an envelope.
+// envelope; it fails the test when the answer is not an envelope. It sends the admin key
+// unless headers set Authorization (to "" for no key at all).
 func (s *System) Do(tb testing.TB, method, path string, body any, headers ...string) Response {
 	tb.Helper()
 	var r io.Reader
@@ -154,9 +159,7 @@ func (s *System) Do(tb testing.TB, method, path string, body any, headers ...str
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
+	setHeaders(req, headers)
 	return send(tb, req)
 }
 
@@ -176,10 +179,19 @@ func (s *System) Upload(tb testing.TB, webhookID, field, name string, content []
 		tb.Fatal(err)
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
+	setHeaders(req, headers)
+	return send(tb, req)
+}
+
+func setHeaders(req *http.Request, headers []string) {
+	req.Header.Set("Authorization", "Bearer "+AdminKey)
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	return send(tb, req)
 }
 
 func send(tb testing.TB, req *http.Request) Response {
