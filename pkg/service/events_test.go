@@ -67,7 +67,7 @@ func TestEventsFromNATSFanOut(t *testing.T) {
 	a, b, c, d := servicetest.NewReceiver(t), servicetest.NewReceiver(t), servicetest.NewReceiver(t), servicetest.NewReceiver(t)
 	sys.Register(t, 5, a.URL, map[string]any{"event_type_id": nil, "event_type_ids": []string{paid, sys.EventTypeID(t, "upload.completed")}})
 	sys.Register(t, 5, b.URL, map[string]any{"event_type_id": paid})
-	sys.Register(t, 5, c.URL, nil)                               // user 5, other type
+	sys.Register(t, 5, c.URL, nil)                                   // user 5, other type
 	sys.Register(t, 6, d.URL, map[string]any{"event_type_id": paid}) // other user
 	disabled := sys.Register(t, 5, d.URL, map[string]any{"event_type_id": paid})
 	if r := sys.Do(t, http.MethodPatch, "/webhook/"+disabled.ID, map[string]any{"enabled": false}); r.Status != 200 {
