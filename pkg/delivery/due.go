@@ -14,4 +14,7 @@ type Due struct {
 	Attempt    int // the attempt this message is for, 1-based
 	Payload    []byte
 	OccurredAt time.Time // the event's time, for end-to-end latency
+	// Key tells apart schedulings of the same attempt for deduplication: empty for the first
+	// publish, the scheduled time for a retry, the claim time for a reconciled one.
+	Key string
 }

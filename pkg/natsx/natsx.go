@@ -37,10 +37,15 @@ const (
 // DeliverySubject is the subject of one webhook's deliveries.
 func DeliverySubject(webhookID string) string { return DeliveriesPrefix + webhookID }
 
-// DeliveryMsgID is the Nats-Msg-Id of attempt n of a delivery: a republish of the same attempt
-// inside the duplicate window is dropped by the stream.
-func DeliveryMsgID(deliveryID string, attempt int) string {
-	return fmt.Sprintf("%s:%d", deliveryID, attempt)
+// DeliveryMsgID is the Nats-Msg-Id of one scheduling of attempt n of a delivery: a republish
+// of the same scheduling inside the duplicate window is dropped by the stream, while a new
+// scheduling of the same attempt (handed back by a saturated endpoint, retried by API,
+// reconciled) carries a new key and goes through.
+func DeliveryMsgID(deliveryID string, attempt int, key string) string {
+	if key == "" {
+		return fmt.Sprintf("%s:%d", deliveryID, attempt)
+	}
+	return fmt.Sprintf("%s:%d:%s", deliveryID, attempt, key)
 }
 
 // Connect dials NATS at url (credentials may be in the URL), or in process when srv is not nil,

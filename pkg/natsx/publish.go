@@ -23,7 +23,7 @@ func PublishDeliveries(ctx context.Context, js jetstream.JetStream, qs []deliver
 	for _, q := range qs {
 		id := q.ID.String()
 		m := &nats.Msg{Subject: DeliverySubject(q.WebhookID.String()), Data: q.Payload, Header: nats.Header{
-			nats.MsgIdHdr:    []string{DeliveryMsgID(id, q.Attempt)},
+			nats.MsgIdHdr:    []string{DeliveryMsgID(id, q.Attempt, q.Key)},
 			HeaderDeliveryID: []string{id},
 			HeaderWebhookID:  []string{q.WebhookID.String()},
 			HeaderEventType:  []string{q.EventType},

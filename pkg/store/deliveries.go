@@ -254,8 +254,9 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
 		rows, err := tx.QueryContext(ctx, `
-			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at FROM deliveries
-			WHERE status = 'retrying' AND next_attempt_at <= now()
+			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
+			       (extract(epoch FROM next_attempt_at) * 1000000)::bigint::text
+			FROM deliveries WHERE status = 'retrying' AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 		if err != nil {
 			return fmt.Errorf("select due deliveries: %w", err)
@@ -284,8 +285,9 @@ func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int,
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
 		rows, err := tx.QueryContext(ctx, `
-			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at FROM deliveries
-			WHERE status = 'pending' AND updated_at < now() - $1::interval
+			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
+			       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text
+			FROM deliveries WHERE status = 'pending' AND updated_at < now() - $1::interval
 			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
 			fmt.Sprintf("%d microseconds", olderThan.Microseconds()), limit)
 		if err != nil {
@@ -332,7 +334,7 @@ func scanQueued(rows rowScanner) ([]delivery.Due, error) {
 	var out []delivery.Due
 	for rows.Next() {
 		var q delivery.Due
-		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt); err != nil {
+		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt, &q.Key); err != nil {
 			return nil, err
 		}
 		out = append(out, q)
