@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,10 +162,30 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
 		_ = m.TermWithReason("unreadable: " + err.Error())
 		return
 	}
+	if d.mayBeStale(m, msg) {
+		// Old enough that the reconciler may have sent a copy (or this is that copy): look
+		// at the row and skip an attempt that is no longer due, rather than POST it twice.
+		due, err := store.AttemptDue(ctx, d.db, msg.ID, msg.Attempt)
+		if err != nil {
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		if !due {
+			_ = m.Ack()
+			return
+		}
+	}
 	t, err := d.targets.get(ctx, msg.WebhookID)
 	if err != nil {
-		if errors.Is(err, errGone) {
+		switch {
+		case errors.Is(err, errGone):
 			w.add(m, d.ended(msg, "webhook deleted"))
+			return
+		case errors.Is(err, webhook.ErrSealed):
+			// Retrying cannot help until an operator restores the key; end it visibly
+			// (error_log) rather than loop. POST /webhook/{id}/recover resends later.
+			d.log.Error("webhook secret cannot be decrypted", "webhook_id", msg.WebhookID, "err", err)
+			w.add(m, d.ended(msg, err.Error()))
 			return
 		}
 		d.log.WarnContext(ctx, "load webhook", "webhook_id", msg.WebhookID, "err", err)
@@ -222,12 +243,24 @@ func parseMessage(m jetstream.Msg) (message, error) {
 	}
 	msg.OccurredAt = time.Unix(0, ns)
 	msg.EventType = h.Get(natsx.HeaderEventType)
+	msg.Key = h.Get(natsx.HeaderKey)
 	msg.Payload = m.Data()
 	return msg, nil
 }
 
+// mayBeStale reports a message published long enough ago (or by the reconciler) that another
+// copy of the same attempt may exist.
+func (d *Dispatcher) mayBeStale(m jetstream.Msg, msg message) bool {
+	if strings.HasPrefix(msg.Key, "r") {
+		return true
+	}
+	md, err := m.Metadata()
+	return err != nil || time.Since(md.Timestamp) > d.opts.ReconcileAfter/2
+}
+
 // ended is the outcome of a delivery whose webhook can no longer receive: failed, no attempt.
 func (d *Dispatcher) ended(msg message, why string) store.Outcome {
+	d.m.Deliveries.WithLabelValues("failed").Inc()
 	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
 		Status: delivery.StatusFailed, Error: why, At: time.Now()}
 }

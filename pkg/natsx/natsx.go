@@ -32,6 +32,7 @@ const (
 	HeaderEventType  = "Hookline-Event-Type"
 	HeaderAttempt    = "Hookline-Attempt"
 	HeaderOccurredAt = "Hookline-Occurred-At" // unix nanoseconds, for end-to-end latency
+	HeaderKey        = "Hookline-Key"         // delivery.Due.Key: which scheduling of the attempt
 )
 
 // DeliverySubject is the subject of one webhook's deliveries.

@@ -30,6 +30,9 @@ func PublishDeliveries(ctx context.Context, js jetstream.JetStream, qs []deliver
 			HeaderAttempt:    []string{strconv.Itoa(q.Attempt)},
 			HeaderOccurredAt: []string{strconv.FormatInt(q.OccurredAt.UnixNano(), 10)},
 		}}
+		if q.Key != "" {
+			m.Header.Set(HeaderKey, q.Key)
+		}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("publish delivery %s: %w", id, err)

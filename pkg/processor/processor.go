@@ -26,6 +26,8 @@ import (
 // Options tune the processor.
 type Options struct {
 	BatchSize int // most events written in one transaction; 0 = 256
+	// FirstWait is the retry schedule's entry 0: the wait before the first attempt.
+	FirstWait time.Duration
 }
 
 // Processor is the EVENTS consumer. Any number of processors share the durable consumer.
@@ -137,7 +139,7 @@ func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		accepted, acked = append(accepted, a), append(acked, from[i])
 	}
-	queued, err := store.SaveEvents(ctx, p.db, accepted, rejected)
+	queued, err := store.SaveEvents(ctx, p.db, accepted, rejected, p.opts.FirstWait)
 	if err != nil {
 		p.retryLater(ctx, msgs, err)
 		return

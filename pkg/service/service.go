@@ -147,7 +147,12 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer func() {
+		// Acks and naks sent while stopping must reach the server before the connection
+		// goes, or their messages wait a whole AckWait to be redelivered.
+		_ = nc.FlushTimeout(2 * time.Second)
+		nc.Close()
+	}()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -205,7 +210,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		})
 	}
 	if role&Processor != 0 {
-		p := processor.New(db, js, m, log, processor.Options{})
+		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0]})
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	if role&Dispatcher != 0 {

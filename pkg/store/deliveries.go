@@ -341,3 +341,15 @@ func scanQueued(rows rowScanner) ([]delivery.Due, error) {
 	}
 	return out, rows.Err()
 }
+
+// AttemptDue reports whether attempt n of a delivery is still the next one to make: the row is
+// not terminal and has recorded n-1 attempts.
+func AttemptDue(ctx context.Context, db Querier, id uuid.UUID, n int) (bool, error) {
+	var due bool
+	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1
+		AND attempt_count = $2 AND status IN ('pending', 'retrying'))`, id, n-1).Scan(&due)
+	if err != nil {
+		return false, fmt.Errorf("check delivery %s: %w", id, err)
+	}
+	return due, nil
+}

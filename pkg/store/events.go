@@ -142,8 +142,9 @@ type Rejection struct {
 // SaveEvents writes a batch in one transaction: events, files and deliveries (each ignoring a
 // row that exists, so a redelivered event creates nothing twice) and rejections. It returns the
 // deliveries of these events that still wait for their first attempt: the new ones, and those
-// of a redelivered event whose publish may not have happened.
-func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected []Rejection) ([]delivery.Due, error) {
+// of a redelivered event whose publish may not have happened. With firstWait > 0 (the retry
+// schedule's entry 0) new deliveries are scheduled that long ahead instead, and none returned.
+func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected []Rejection, firstWait time.Duration) ([]delivery.Due, error) {
 	var queued []delivery.Due
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
@@ -153,7 +154,7 @@ func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected 
 		if err := insertFiles(ctx, tx, accepted); err != nil {
 			return err
 		}
-		if err := insertDeliveries(ctx, tx, accepted); err != nil {
+		if err := insertDeliveries(ctx, tx, accepted, firstWait); err != nil {
 			return err
 		}
 		if err := insertRejections(ctx, tx, rejected); err != nil {
@@ -227,7 +228,7 @@ func insertFiles(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
 	return nil
 }
 
-func insertDeliveries(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
+func insertDeliveries(ctx context.Context, tx Querier, evs []AcceptedEvent, firstWait time.Duration) error {
 	var (
 		ids, events, hooks, types []string
 		users                     []int64
@@ -243,11 +244,16 @@ func insertDeliveries(ctx context.Context, tx Querier, evs []AcceptedEvent) erro
 	if len(ids) == 0 {
 		return nil
 	}
+	status, next := "pending", (*time.Time)(nil)
+	if firstWait > 0 {
+		at := time.Now().Add(firstWait)
+		status, next = "retrying", &at
+	}
 	_, err := tx.ExecContext(ctx, `
-		INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::bytea[], $7::timestamptz[])
+		INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, status, next_attempt_at)
+		SELECT *, $8, $9::timestamptz FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::bytea[], $7::timestamptz[])
 		ON CONFLICT DO NOTHING`,
-		ids, events, hooks, types, users, payloads, occurred)
+		ids, events, hooks, types, users, payloads, occurred, status, next)
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}

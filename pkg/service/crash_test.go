@@ -1,0 +1,155 @@
+package service_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/delivery"
+	"github.com/hookline/hookline/pkg/natsx"
+	"github.com/hookline/hookline/pkg/natsx/natstest"
+	"github.com/hookline/hookline/pkg/service"
+	"github.com/hookline/hookline/pkg/service/servicetest"
+)
+
+// A dispatcher stopped in the middle of an attempt loses nothing: the message goes back to
+// JetStream (the NATS server stays up, as in production), and the next dispatcher on the same
+// database delivers it at once, with the same webhook-id.
+func TestDispatcherStoppedMidFlight(t *testing.T) {
+	srv := natstest.Start(t)
+	// The receiver timeout outlasts the shutdown grace, so shutdown is what cuts the attempt.
+	sys := servicetest.Start(t, func(c *config.Config) { c.ReceiverTimeout = time.Minute; c.NATSURL = srv.ClientURL() })
+	var hang atomic.Bool
+	hang.Store(true)
+	entered := make(chan struct{}, 1)
+	rv := servicetest.NewReceiver(t)
+	rv.Respond = func(n int, r *http.Request) int {
+		if hang.Load() {
+			entered <- struct{}{}
+			<-r.Context().Done() // held until the dispatcher gives up on it
+			return 200
+		}
+		return 200
+	}
+	w := sys.Register(t, 1, rv.URL, nil)
+	if r := sys.Upload(t, w.ID, "file", "a.txt", []byte("a")); r.Status != 200 {
+		t.Fatalf("upload = %d", r.Status)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attempt never reached the receiver")
+	}
+	if err := sys.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if n := sys.Count(t, "SELECT count(*) FROM delivery_attempts"); n != 0 {
+		t.Fatalf("%d attempts recorded for an attempt cut by shutdown, want 0", n)
+	}
+	hang.Store(false)
+	again := servicetest.StartConfig(t, sys.Config, service.Tuning{})
+	servicetest.Eventually(t, 20*time.Second, "delivered after restart", func() bool {
+		return again.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+	})
+	got := rv.Got()
+	if len(got) != 2 || got[0].ID != got[1].ID || string(got[0].Body) != string(got[1].Body) {
+		t.Fatalf("receiver got %d requests; want the same delivery twice (same webhook-id and body)", len(got))
+	}
+}
+
+// A delivery whose message was lost (row committed, publish never happened) is republished by
+// the reconciler once it has not moved for HOOKLINE_RECONCILE_AFTER.
+func TestReconcilerRepublishesLostDelivery(t *testing.T) {
+	sys := servicetest.Start(t, func(c *config.Config) { c.ReconcileAfter = 200 * time.Millisecond })
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	_, err := sys.DB.ExecContext(context.Background(), `INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload,
+		occurred_at, status, updated_at) VALUES (gen_random_uuid(), 'lost-1', $1, 'upload.completed', 1, '{"type":"upload.completed"}',
+		now(), 'pending', now() - interval '1 hour')`, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servicetest.Eventually(t, 10*time.Second, "lost delivery republished and delivered", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE event_id = 'lost-1' AND status = 'succeeded'") == 1
+	})
+	if n := rv.Count(); n != 1 {
+		t.Fatalf("receiver got %d, want 1", n)
+	}
+}
+
+// A copy of an attempt that was already made (the reconciler's, or a late original) is acked
+// without a second POST.
+func TestStaleCopyNotSentTwice(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	nc := natsConn(t, sys)
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	publishMany(t, nc, "once", 1, 1, w.ID)
+	servicetest.Eventually(t, 10*time.Second, "delivered", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+	})
+	var id string
+	if err := sys.DB.QueryRowContext(context.Background(), "SELECT id FROM deliveries").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(natsx.DeliverySubject(w.ID))
+	m.Data = []byte(`{}`)
+	for k, v := range map[string]string{natsx.HeaderDeliveryID: id, natsx.HeaderWebhookID: w.ID, natsx.HeaderAttempt: "1",
+		natsx.HeaderEventType: "upload.completed", natsx.HeaderOccurredAt: strconv.FormatInt(time.Now().UnixNano(), 10),
+		natsx.HeaderKey: "r1", nats.MsgIdHdr: id + ":1:r1"} {
+		m.Header.Set(k, v)
+	}
+	js, _ := nc.JetStream()
+	if _, err := js.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	servicetest.Eventually(t, 10*time.Second, "the copy consumed", func() bool {
+		return consumerPending(t, nc, "DELIVERIES", "dispatcher") == 0
+	})
+	if n := rv.Count(); n != 1 {
+		t.Fatalf("receiver got %d requests, want 1: the stale copy was sent", n)
+	}
+}
+
+// Entry 0 of the schedule is the wait before the first attempt.
+func TestFirstAttemptWaits(t *testing.T) {
+	sys := servicetest.Start(t, func(c *config.Config) { c.RetrySchedule = delivery.Schedule{time.Hour} })
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	if r := sys.Upload(t, w.ID, "file", "a.txt", []byte("a")); r.Status != 200 {
+		t.Fatalf("upload = %d", r.Status)
+	}
+	servicetest.Eventually(t, 10*time.Second, "delivery scheduled an hour ahead", func() bool {
+		return sys.Count(t, `SELECT count(*) FROM deliveries WHERE status = 'retrying' AND attempt_count = 0
+			AND next_attempt_at > now() + interval '50 minutes'`) == 1
+	})
+	if rv.Count() != 0 {
+		t.Fatalf("receiver got %d before the first wait ended", rv.Count())
+	}
+}
+
+// A secret that cannot be decrypted ends the delivery failed with the reason, instead of
+// looping.
+func TestUndecryptableSecretEndsFailed(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	if _, err := sys.DB.ExecContext(context.Background(), "UPDATE webhook_registrations SET secret = 'enc:v1:AAAA' WHERE id = $1", w.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := sys.Upload(t, w.ID, "file", "a.txt", []byte("a")); r.Status != 200 {
+		t.Fatalf("upload = %d", r.Status)
+	}
+	servicetest.Eventually(t, 10*time.Second, "delivery failed", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM error_log WHERE error LIKE '%decrypt%'") == 1
+	})
+	if rv.Count() != 0 {
+		t.Fatalf("receiver got %d requests", rv.Count())
+	}
+}
