@@ -25,7 +25,7 @@ fmt-check:
 # Brief fuzzing of every fuzz target (CI runs this too).
 FUZZTIME ?= 10s
 fuzz:
-	@set -e; for pkg in ./pkg/webhook ./pkg/event; do \
+	@set -e; for pkg in ./pkg/webhook ./pkg/event ./pkg/httpapi; do \
 	  for t in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t"; go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done

@@ -1,0 +1,173 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/httpapi"
+	"github.com/hookline/hookline/pkg/service/servicetest"
+)
+
+func TestSanitizeFileName(t *testing.T) {
+	cases := map[string]string{
+		"report.pdf":               "report.pdf",
+		"../../etc/passwd":         "passwd",
+		`..\..\windows\win.ini`:    "win.ini",
+		"/abs/path/x.txt":          "x.txt",
+		"..":                       "upload",
+		".hidden":                  "hidden",
+		"a\x00b\nc\rd.txt":         "a_b_c_d.txt",
+		"evil\u202Etxt.exe":        "evil_txt.exe",
+		"C:secret.txt":             "C_secret.txt",
+		"":                         "upload",
+		"   ":                      "upload",
+		strings.Repeat("é", 200):   strings.Repeat("é", 127),
+		"\xff\xfebad.txt":          "__bad.txt",
+		"dir/":                     "dir",
+		"name with spaces (1).jpg": "name with spaces (1).jpg",
+	}
+	for in, want := range cases {
+		got := httpapi.SanitizeFileName(in)
+		if got != want {
+			t.Errorf("SanitizeFileName(%q) = %q, want %q", in, got, want)
+		}
+		if strings.ContainsAny(got, "/\\\x00\r\n") || strings.HasPrefix(got, ".") || len(got) > 255 {
+			t.Errorf("SanitizeFileName(%q) = %q: unsafe", in, got)
+		}
+	}
+}
+
+// The stored object is named by the generated file id, never the client's name; the webhook's
+// download_url fetches the bytes without a key until it expires; an altered link is refused.
+func TestUploadNamesAndDownloadLinks(t *testing.T) {
+	sys := servicetest.Start(t, func(c *config.Config) { c.BlobStore = "dir" })
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	up := sys.Upload(t, w.ID, "file", "../../../../tmp/pwned.sh", []byte("#!/bin/sh\necho hi\n"))
+	var f struct {
+		FileID   string `json:"file_id"`
+		FileName string `json:"file_name"`
+	}
+	up.Decode(t, &f)
+	if up.Status != 200 || f.FileName != "pwned.sh" {
+		t.Fatalf("upload = %d %s", up.Status, up.Raw)
+	}
+	var object string
+	servicetest.Eventually(t, 10*time.Second, "file row", func() bool {
+		return sys.DB.QueryRowContext(context.Background(), "SELECT object_name FROM files WHERE id = $1", f.FileID).Scan(&object) == nil
+	})
+	if object != f.FileID {
+		t.Fatalf("object name = %q, want the file id %q", object, f.FileID)
+	}
+	servicetest.Eventually(t, 10*time.Second, "webhook", func() bool { return rv.Count() == 1 })
+	var body struct {
+		Data struct {
+			DownloadURL string `json:"download_url"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(rv.Got()[0].Body, &body); err != nil || body.Data.DownloadURL == "" {
+		t.Fatalf("webhook body has no download_url: %s", rv.Got()[0].Body)
+	}
+	get := func(u string) (int, string) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, content := get(body.Data.DownloadURL); code != 200 || content != "#!/bin/sh\necho hi\n" {
+		t.Fatalf("download_url = %d %q", code, content)
+	}
+	u, _ := url.Parse(body.Data.DownloadURL)
+	q := u.Query()
+	altered := *u
+	q2 := url.Values{"expires": {q.Get("expires")}, "signature": {"A" + q.Get("signature")[1:]}}
+	altered.RawQuery = q2.Encode()
+	expired := *u
+	q3 := url.Values{"expires": {"1000"}, "signature": {q.Get("signature")}}
+	expired.RawQuery = q3.Encode()
+	for name, link := range map[string]string{"altered": altered.String(), "expired": expired.String(),
+		"no signature": strings.Split(body.Data.DownloadURL, "?")[0]} {
+		code, content := get(link)
+		if code != 403 && code != 401 || strings.Contains(content, "echo hi") {
+			t.Errorf("%s link = %d %q, want 401/403 without the bytes", name, code, content)
+		}
+	}
+}
+
+// Signing secrets are stored encrypted: the database never holds the whsec_ value.
+func TestSecretsEncryptedAtRest(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	w := sys.Register(t, 1, "https://example.com/hook", nil)
+	var stored string
+	if err := sys.DB.QueryRowContext(context.Background(), "SELECT secret FROM webhook_registrations WHERE id = $1", w.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stored, "enc:v1:") || strings.Contains(stored, w.Secret) || strings.Contains(stored, "whsec_") {
+		t.Fatalf("stored secret %q is not encrypted", stored)
+	}
+	var keyHashes int
+	keyHashes = sys.Count(t, "SELECT count(*) FROM api_keys")
+	key := apiKey(t, sys, 1)
+	if n := sys.Count(t, "SELECT count(*) FROM api_keys WHERE key_hash::text LIKE '%' || $1 || '%'", key); n != 0 || keyHashes != 0 {
+		t.Fatalf("api key stored in clear")
+	}
+}
+
+// A user key over HOOKLINE_RATE_LIMIT gets 429 with Retry-After; admin keys are never limited.
+func TestRateLimit(t *testing.T) {
+	sys := servicetest.Start(t, func(c *config.Config) { c.RateLimit = 5 })
+	key := apiKey(t, sys, 1)
+	limited := 0
+	for i := 0; i < 30; i++ {
+		r := sys.Do(t, http.MethodGet, "/event_type", nil, "Authorization", "Bearer "+key)
+		if r.Status == 429 {
+			limited++
+			if r.Header.Get("Retry-After") == "" || !r.Error {
+				t.Fatalf("429 without Retry-After or envelope: %v %s", r.Header, r.Raw)
+			}
+		}
+	}
+	if limited == 0 {
+		t.Fatal("30 quick requests at a limit of 5/s: none was limited")
+	}
+	for i := 0; i < 30; i++ {
+		if r := sys.Do(t, http.MethodGet, "/event_type", nil); r.Status != 200 {
+			t.Fatalf("admin request %d = %d, want 200: admin keys are never limited", i, r.Status)
+		}
+	}
+}
+
+// An upload announcing a huge body is refused with 413 before the body is read.
+func TestHugeUploadRefused(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	w := sys.Register(t, 1, "https://example.com/hook", nil)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	go func() {
+		// The start of a form, then nothing: the announced gigabyte never comes.
+		_, _ = pw.Write([]byte("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n"))
+	}()
+	req, _ := http.NewRequest(http.MethodPost, sys.URL+"/upload_file/webhook_id/"+w.ID, pr)
+	req.ContentLength = 1 << 30
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	req.Header.Set("Authorization", "Bearer "+servicetest.AdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"error":true`) {
+		t.Fatalf("1 GiB upload = %d %s, want 413 envelope", resp.StatusCode, b)
+	}
+}
