@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/pkg/natsx"
+)
+
+// runResult is one run of one scenario variant.
+type runResult struct {
+	Scenario string             `json:"scenario"`
+	Variant  string             `json:"variant,omitempty"`
+	Run      int                `json:"run"`
+	Metrics  map[string]float64 `json:"metrics"`
+	Latency  *pcts              `json:"publish_to_receipt,omitempty"`
+	Reply    *pcts              `json:"ingress_reply,omitempty"`
+	PeakRSS  map[string]float64 `json:"peak_rss_mib,omitempty"`
+	Series   []point            `json:"series,omitempty"`
+}
+
+// spec is a scenario variant.
+type spec struct {
+	name, variant string
+	endpoints     int
+	hung          int
+	syncAlways    bool
+	load          func(ctx context.Context, b *bench, e *env) // runs until ctx ends
+}
+
+// env is what a running scenario has at hand.
+type env struct {
+	sys      *system
+	rv       *receiver
+	rec      *recorder
+	webhooks []string
+	prefix   string
+	nats     *natsGen
+	http     *httpGen
+	start    time.Time
+	extra    map[string]float64
+}
+
+func (b *bench) specs() []spec {
+	var out []spec
+	for _, name := range b.scenarios {
+		switch name {
+		case "nats", "nats-sync":
+			out = append(out, spec{name: name, endpoints: 1, syncAlways: name == "nats-sync", load: func(ctx context.Context, b *bench, e *env) {
+				sent := closedLoop(ctx, e.nats.publish, func(int) bool { return true }, e.rec.count.Load, b.window)
+				e.extra["published"] = float64(sent)
+			}})
+		case "http":
+			out = append(out, spec{name: name, endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
+				workers(ctx, b.httpConcurrency, e.http.postEvent)
+			}})
+		case "upload":
+			out = append(out, spec{name: name, endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
+				workers(ctx, b.httpConcurrency/2, e.http.upload)
+			}})
+		case "latency":
+			for _, r := range b.rates {
+				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
+					e.extra["published"] = float64(fixedRate(ctx, r, func() { _, _ = e.nats.publish() }))
+				}})
+			}
+		case "latency-http":
+			for _, r := range b.httpRates {
+				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
+					e.extra["generator_dropped"] = float64(openLoopHTTP(ctx, r, 512, e.http.postEvent))
+				}})
+			}
+		case "hol":
+			for _, hung := range []int{0, 10} {
+				v := "all-healthy"
+				if hung > 0 {
+					v = "10-hung"
+				}
+				out = append(out, spec{name: name, variant: v, endpoints: 100, hung: hung, load: func(ctx context.Context, b *bench, e *env) {
+					// Pace on the 90 endpoints that are healthy in both variants.
+					healthy := func() int64 {
+						var n int64
+						for i := 10; i < 100; i++ {
+							n += e.rv.perEndpoint[i].Load()
+						}
+						return n
+					}
+					var atWarm atomic.Int64
+					go func() {
+						select {
+						case <-time.After(b.warmup):
+							atWarm.Store(healthy())
+						case <-ctx.Done():
+						}
+					}()
+					closedLoop(ctx, e.nats.publish, func(ep int) bool { return ep >= 10 }, healthy, b.window)
+					e.extra["healthy90_per_s"] = float64(healthy()-atWarm.Load()) / (b.duration - b.warmup).Seconds()
+				}})
+			}
+		case "drain":
+			out = append(out, spec{name: name, endpoints: 1})
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, drain)\n", name)
+			os.Exit(2)
+		}
+	}
+	return out
+}
+
+// runOnce starts a fresh system (new database, new NATS store), runs sp's load for the run
+// length and measures the window after the warm-up.
+func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error) {
+	res := runResult{Scenario: sp.name, Variant: sp.variant, Run: run, Metrics: map[string]float64{}}
+	if err := b.db.reset(ctx); err != nil {
+		return res, err
+	}
+	dataDir, err := os.MkdirTemp(b.tmp, "run-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dataDir)
+	rec := newRecorder()
+	rv, err := newReceiver(sp.endpoints, sp.hung, rec)
+	if err != nil {
+		return res, err
+	}
+	defer rv.close()
+	o := b.sysOpts(dataDir)
+	o.syncAlways = sp.syncAlways
+	o.noDispatcher = sp.name == "drain"
+	sys, err := startSystem(ctx, o)
+	if err != nil {
+		return res, err
+	}
+	defer sys.stop()
+	urls := make([]string, sp.endpoints)
+	for i := range urls {
+		urls[i] = rv.endpointURL(i)
+	}
+	ids, err := registerEndpoints(ctx, o.dbURL, urls)
+	if err != nil {
+		return res, err
+	}
+	prefix := strings.NewReplacer("/", "", " ", "").Replace(fmt.Sprintf("%s-%s-%d-", sp.name, sp.variant, run))
+	ng, err := newNATSGen(sys.NATSURL, prefix, sp.endpoints)
+	if err != nil {
+		return res, err
+	}
+	defer ng.close()
+	if sp.name == "drain" {
+		return b.drain(ctx, res, sys, rec, ng)
+	}
+	// Let the target cache and connections warm with one delivery before measuring.
+	if _, err := ng.publish(); err != nil {
+		return res, err
+	}
+	if err := waitFor(ctx, 30*time.Second, func() bool { return rec.count.Load() >= 1 || sp.hung > 0 }); err != nil {
+		return res, fmt.Errorf("first delivery: %w", err)
+	}
+	rec.reset()
+	e := &env{sys: sys, rv: rv, rec: rec, webhooks: ids, prefix: prefix, nats: ng, extra: map[string]float64{}, start: rec.start}
+	e.http = newHTTPGen(sys.APIURL, o.adminKey, prefix+"h", ids, rec.start)
+	if b.cpuprofile != "" && run == 1 && sp.name == b.profileScenario && !b.profiled {
+		f, err := os.Create(b.cpuprofile)
+		if err == nil {
+			b.profiled = true
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, b.duration)
+	sp.load(lctx, b, e)
+	cancel()
+	measured := (b.duration - b.warmup).Seconds()
+	n, lats := rec.window(b.warmup, b.duration)
+	res.Metrics["deliveries_per_s"] = float64(n) / measured
+	res.Metrics["publish_errors"] = float64(ng.errors.Load())
+	if len(lats) > 0 {
+		p := percentiles(lats)
+		res.Latency = &p
+	}
+	if hn, replies := e.http.replies.window(b.warmup, b.duration); hn > 0 {
+		res.Metrics["accepted_per_s"] = float64(hn) / measured
+		p := percentiles(replies)
+		res.Reply = &p
+	}
+	if f := e.http.fail.Load(); f > 0 {
+		res.Metrics["http_failures"] = float64(f)
+	}
+	for k, v := range e.extra {
+		res.Metrics[k] = v
+	}
+	res.Series = rec.series(b.duration)
+	return res, nil
+}
+
+// drain publishes the backlog with no dispatcher running, waits until the processor has turned
+// every event into a DELIVERIES message, then starts the dispatcher and times the drain.
+func (b *bench) drain(ctx context.Context, res runResult, sys *system, rec *recorder, ng *natsGen) (runResult, error) {
+	n := int64(b.drainEvents)
+	t0 := time.Now()
+	for i := int64(0); i < n; i++ {
+		if _, err := ng.publish(); err != nil {
+			i--
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ng.flush(time.Minute)
+	res.Metrics["publish_s"] = time.Since(t0).Seconds()
+	js, _ := jetstream.New(ng.nc)
+	err := waitFor(ctx, 15*time.Minute, func() bool {
+		st, err := js.Stream(ctx, natsx.DeliveriesStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && int64(info.State.Msgs) >= n
+	})
+	if err != nil {
+		return res, fmt.Errorf("processor did not queue %d deliveries: %w", n, err)
+	}
+	res.Metrics["process_s"] = time.Since(t0).Seconds()
+	sys.resetPeakRSS()
+	rec.reset()
+	start := time.Now()
+	if err := sys.StartDispatcher(ctx); err != nil {
+		return res, err
+	}
+	if err := waitFor(ctx, 15*time.Minute, func() bool { return rec.count.Load() >= n }); err != nil {
+		return res, fmt.Errorf("drain: %d of %d delivered: %w", rec.count.Load(), n, err)
+	}
+	d := time.Since(start)
+	res.Metrics["drain_s"] = d.Seconds()
+	res.Metrics["drain_per_s"] = float64(n) / d.Seconds()
+	res.PeakRSS = sys.peakRSS()
+	for _, v := range res.PeakRSS {
+		res.Metrics["max_peak_rss_mib"] = max(res.Metrics["max_peak_rss_mib"], v)
+	}
+	res.Series = rec.series(d + time.Second)
+	return res, nil
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.start = time.Now()
+	r.at, r.lat = r.at[:0], r.lat[:0]
+	r.count.Store(0)
+	r.mu.Unlock()
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/natsx/embedded"
+	"github.com/hookline/hookline/pkg/service"
+	"github.com/hookline/hookline/pkg/store"
+	"github.com/hookline/hookline/pkg/webhook"
+)
+
+// benchDB owns the benchmark's database on the local server: recreated empty for every run,
+// dropped at the end.
+type benchDB struct {
+	serverURL string // .../postgres
+	name      string
+}
+
+func (b benchDB) url() string {
+	u, err := url.Parse(b.serverURL)
+	if err != nil {
+		return b.serverURL
+	}
+	u.Path = "/" + b.name
+	return u.String()
+}
+
+func (b benchDB) admin(ctx context.Context, sql string) error {
+	c, err := pgx.Connect(ctx, b.serverURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", b.serverURL, err)
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, sql)
+	return err
+}
+
+// reset drops and recreates the database and applies the migrations.
+func (b benchDB) reset(ctx context.Context) error {
+	if err := b.drop(ctx); err != nil {
+		return err
+	}
+	if err := b.admin(ctx, "CREATE DATABASE "+b.name); err != nil {
+		return fmt.Errorf("create database %s: %w", b.name, err)
+	}
+	db, err := store.Open(ctx, b.url(), 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.MigrateUp(ctx)
+	return err
+}
+
+func (b benchDB) drop(ctx context.Context) error {
+	return b.admin(ctx, "DROP DATABASE IF EXISTS "+b.name+" WITH (FORCE)")
+}
+
+// sysOptions choose how the system under test runs.
+type sysOptions struct {
+	processes    bool   // three services as separate processes (else all in this process)
+	noDispatcher bool   // start without the dispatcher (backlog drain); StartDispatcher later
+	syncAlways   bool   // HOOKLINE_NATS_SYNC=always
+	binDir       string // built service binaries (processes mode)
+	dataDir      string
+	dbURL        string
+	adminKey     string
+	logFile      *os.File
+}
+
+// system is a running Hookline.
+type system struct {
+	o       sysOptions
+	APIURL  string
+	NATSURL string
+	nats    *server.Server // the bench's own NATS server, when it runs one
+	inproc  []func() error // stop functions of in-process roles, last first
+	procs   map[string]*exec.Cmd
+	mu      sync.Mutex
+	started []string
+}
+
+func benchConfig(o sysOptions) config.Config {
+	cfg := config.Default("127.0.0.1:0")
+	cfg.DatabaseURL = o.dbURL
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSMonitor = "127.0.0.1:0"
+	cfg.DataDir = o.dataDir
+	cfg.AllowPrivateTargets = true // receivers are on loopback
+	cfg.NATSSyncAlways = o.syncAlways
+	cfg.AdminAPIKey = o.adminKey
+	return cfg
+}
+
+func startSystem(ctx context.Context, o sysOptions) (*system, error) {
+	s := &system{o: o, procs: map[string]*exec.Cmd{}}
+	if !o.processes && !o.noDispatcher {
+		// The all-in-one exactly as `make run` runs it: embedded NATS, in-process connection.
+		addr, natsURL, stop, err := s.runInProcess(ctx, benchConfig(o), service.AllInOne)
+		if err != nil {
+			return nil, err
+		}
+		s.APIURL, s.NATSURL = "http://"+addr, natsURL
+		s.inproc = append(s.inproc, stop)
+		return s, nil
+	}
+	// The bench hosts NATS so that services can come and go.
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", Monitor: "127.0.0.1:0",
+		StoreDir: filepath.Join(o.dataDir, "nats"), SyncAlways: o.syncAlways})
+	if err != nil {
+		return nil, err
+	}
+	s.nats, s.NATSURL = srv, srv.ClientURL()
+	roles := []service.Role{service.Ingress, service.Processor}
+	if !o.noDispatcher {
+		roles = append(roles, service.Dispatcher)
+	}
+	for _, r := range roles {
+		if err := s.start(ctx, r); err != nil {
+			s.stop()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// StartDispatcher starts the dispatcher of a system started without it.
+func (s *system) StartDispatcher(ctx context.Context) error { return s.start(ctx, service.Dispatcher) }
+
+func (s *system) start(ctx context.Context, r service.Role) error {
+	cfg := benchConfig(s.o)
+	cfg.NATSURL = s.NATSURL
+	if !s.o.processes {
+		addr, _, stop, err := s.runInProcess(ctx, cfg, r)
+		if err != nil {
+			return err
+		}
+		if r == service.Ingress {
+			s.APIURL = "http://" + addr
+		}
+		s.inproc = append(s.inproc, stop)
+		return nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(filepath.Join(s.o.binDir, r.String()))
+	cmd.Env = append(os.Environ(),
+		"HOOKLINE_HTTP_ADDR="+addr, "DATABASE_URL="+cfg.DatabaseURL, "NATS_URL="+s.NATSURL,
+		"HOOKLINE_DATA_DIR="+cfg.DataDir, "HOOKLINE_ALLOW_PRIVATE_TARGETS=true",
+		"HOOKLINE_ADMIN_API_KEY="+cfg.AdminAPIKey)
+	cmd.Stdout, cmd.Stderr = s.o.logFile, s.o.logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", r, err)
+	}
+	s.mu.Lock()
+	s.procs[r.String()] = cmd
+	s.mu.Unlock()
+	if err := waitReady(ctx, "http://"+addr+"/readyz", 60*time.Second); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	if r == service.Ingress {
+		s.APIURL = "http://" + addr
+	}
+	return nil
+}
+
+func (s *system) runInProcess(ctx context.Context, cfg config.Config, r service.Role) (string, string, func() error, error) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	type ready struct{ addr, nats string }
+	readyCh := make(chan ready, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewJSONHandler(s.o.logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tune := service.Tuning{Ready: func(a, n string) { readyCh <- ready{a, n} }}
+	go func() { done <- service.Run(rctx, log, cfg, r, tune) }()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return errors.New(r.String() + ": not stopped after 30s")
+		}
+	}
+	select {
+	case rd := <-readyCh:
+		return rd.addr, rd.nats, stop, nil
+	case err := <-done:
+		cancel()
+		return "", "", nil, fmt.Errorf("%s did not start: %v", r, err)
+	case <-time.After(60 * time.Second):
+		_ = stop()
+		return "", "", nil, fmt.Errorf("%s not ready after 60s", r)
+	}
+}
+
+func (s *system) stop() {
+	for i := len(s.inproc) - 1; i >= 0; i-- {
+		if err := s.inproc[i](); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: stop: %v\n", err)
+		}
+	}
+	s.inproc = nil
+	for name, cmd := range s.procs {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		delete(s.procs, name)
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+}
+
+// resetPeakRSS clears VmHWM of this process and the service processes (Linux clear_refs 5).
+func (s *system) resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	for _, c := range s.procs {
+		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", c.Process.Pid), []byte("5"), 0)
+	}
+}
+
+// peakRSS is VmHWM in MiB of each process: "bench" (this process: load generator, receivers,
+// NATS and, in-process, the services) and each service process.
+func (s *system) peakRSS() map[string]float64 {
+	out := map[string]float64{"bench": vmHWM("self")}
+	for name, c := range s.procs {
+		out[name] = vmHWM(strconv.Itoa(c.Process.Pid))
+	}
+	return out
+}
+
+func vmHWM(pid string) float64 {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitReady(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s (last: %v)", url, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// benchType is the event type the generators publish.
+const benchType = "bench.event"
+
+// registerEndpoints creates the bench event type and one webhook per endpoint: webhook i
+// belongs to user i+1 and receives bench.event and upload.completed.
+func registerEndpoints(ctx context.Context, dbURL string, urls []string) ([]string, error) {
+	db, err := store.Open(ctx, dbURL, 2)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	t, err := store.CreateEventType(ctx, db, benchType, "benchmark events")
+	if err != nil && !errors.Is(err, store.ErrDuplicate) {
+		return nil, err
+	}
+	if errors.Is(err, store.ErrDuplicate) {
+		if t.ID, err = store.EventTypeIDByName(ctx, db, benchType); err != nil {
+			return nil, err
+		}
+	}
+	up, err := store.EventTypeIDByName(ctx, db, "upload.completed")
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for i, u := range urls {
+		sec, err := webhook.NewSecret()
+		if err != nil {
+			return nil, err
+		}
+		w, err := store.CreateWebhook(ctx, db, store.NewWebhook{UserID: int64(i + 1), URL: u,
+			EventTypeIDs: []uuid.UUID{t.ID, up}, Secret: string(sec)})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, w.ID.String())
+	}
+	return ids, nil
+}
+
+func randomKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return "bench_" + hex.EncodeToString(b)
+}
