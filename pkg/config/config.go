@@ -47,6 +47,9 @@ type Config struct {
 	BlobStore      string // HOOKLINE_BLOB_STORE: "nats" or "dir"
 	LogDir         string // HOOKLINE_LOG_DIR: empty = no log files
 	PublicURL      string // HOOKLINE_PUBLIC_URL: base of signed download links; default http://127.0.0.1:<port>
+
+	EventRetention   time.Duration // HOOKLINE_EVENT_RETENTION: events rows and the EVENTS stream
+	AttemptRetention time.Duration // HOOKLINE_ATTEMPT_RETENTION: delivery_attempts rows
 }
 
 // DefaultDatabaseURL is the local PostgreSQL of `make run`.
@@ -70,6 +73,8 @@ func Default(httpAddr string) Config {
 		MaxUploadBytes:      32 << 20,
 		MaxBodyBytes:        1 << 20,
 		BlobStore:           "nats",
+		EventRetention:      7 * 24 * time.Hour,
+		AttemptRetention:    30 * 24 * time.Hour,
 	}
 }
 
@@ -135,6 +140,8 @@ func Load(getenv func(string) string, httpAddr string) (Config, error) {
 		return nil
 	})
 	p.str("HOOKLINE_LOG_DIR", &c.LogDir, nil)
+	p.duration("HOOKLINE_EVENT_RETENTION", &c.EventRetention)
+	p.duration("HOOKLINE_ATTEMPT_RETENTION", &c.AttemptRetention)
 	p.str("HOOKLINE_PUBLIC_URL", &c.PublicURL, func(v string) error {
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

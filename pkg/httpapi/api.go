@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -33,7 +34,8 @@ type Options struct {
 	AdminKey       string // HOOKLINE_ADMIN_API_KEY (or the all-in-one's generated one)
 	RateLimit      int    // requests per second per non-admin key; 0 = off
 	Sealer         *webhook.Sealer
-	Links          *Links // signs download URLs
+	Links          *Links    // signs download URLs
+	AccessLog      io.Writer // HOOKLINE_LOG_DIR/access.log, one JSON line per request; nil = none
 }
 
 // API serves the REST API.
@@ -82,6 +84,10 @@ func (a *API) App() *fiber.App { return a.app }
 
 func (a *API) routes() {
 	app := a.app
+	app.Use(RequestID())
+	if a.opts.AccessLog != nil {
+		app.Use(AccessLog(a.opts.AccessLog))
+	}
 	app.Use(a.observe)
 	// Open to all: probes, metrics, and file content through a signed link.
 	app.Get("/healthz", func(c *fiber.Ctx) error { return ok(c, "ok", fiber.Map{}) })

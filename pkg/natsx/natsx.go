@@ -102,7 +102,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      t.EventMaxAge,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  min(2*time.Minute, t.EventMaxAge), // the window may not exceed MaxAge
 		Replicas:    t.Replicas,
 	}, {
 		Name:        DeliveriesStream,

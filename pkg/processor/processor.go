@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,6 +29,9 @@ type Options struct {
 	BatchSize int // most events written in one transaction; 0 = 256
 	// FirstWait is the retry schedule's entry 0: the wait before the first attempt.
 	FirstWait time.Duration
+	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
+	// (0 = forever); PruneEvery is how often the processor deletes older ones (default 1h).
+	EventRetention, AttemptRetention, PruneEvery time.Duration
 }
 
 // Processor is the EVENTS consumer. Any number of processors share the durable consumer.
@@ -63,7 +67,53 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	p.m.WatchConsumer(natsx.ProcessorConsumer, consumerStats(cons))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.prune(ctx) }()
+	defer wg.Wait()
 	return natsx.ConsumeBatches(ctx, cons, p.opts.BatchSize, p.log, p.handle)
+}
+
+// prune applies the retention settings every PruneEvery, in chunks, until ctx ends.
+func (p *Processor) prune(ctx context.Context) {
+	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
+		return
+	}
+	every := p.opts.PruneEvery
+	if every <= 0 {
+		every = time.Hour
+	}
+	forever := time.Time{} // a cut-off before every row: keeps them all
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		events, attempts := forever, forever
+		if p.opts.EventRetention > 0 {
+			events = now.Add(-p.opts.EventRetention)
+		}
+		if p.opts.AttemptRetention > 0 {
+			attempts = now.Add(-p.opts.AttemptRetention)
+		}
+		for ctx.Err() == nil {
+			n, err := store.Prune(ctx, p.db, events, attempts, 5000)
+			if err != nil {
+				p.log.Warn("prune", "err", err)
+				break
+			}
+			if n > 0 {
+				p.log.Info("pruned rows past retention", "rows", n)
+			}
+			if n < 5000 {
+				break
+			}
+		}
+	}
 }
 
 func consumerStats(cons jetstream.Consumer) metrics.ConsumerStats {

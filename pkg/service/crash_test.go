@@ -153,3 +153,19 @@ func TestUndecryptableSecretEndsFailed(t *testing.T) {
 		t.Fatalf("receiver got %d requests", rv.Count())
 	}
 }
+
+// Retention: events and attempt rows older than their settings are deleted; the delivery,
+// with its rendered body, stays.
+func TestRetentionPrunes(t *testing.T) {
+	cfg := servicetest.NewConfig(t, func(c *config.Config) {
+		c.EventRetention, c.AttemptRetention = time.Millisecond, time.Millisecond
+	})
+	sys := servicetest.StartConfig(t, cfg, service.Tuning{PruneEvery: 50 * time.Millisecond})
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	sys.Upload(t, w.ID, "file", "a.txt", []byte("a"))
+	servicetest.Eventually(t, 10*time.Second, "delivered, then event and attempt pruned", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1 &&
+			sys.Count(t, "SELECT count(*) FROM events") == 0 && sys.Count(t, "SELECT count(*) FROM delivery_attempts") == 0
+	})
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/service/servicetest"
-	"github.com/hookline/hookline/pkg/store/storetest"
 )
 
 // publishMany publishes n upload.completed events for user to webhook, ids prefix-0…
@@ -45,11 +44,7 @@ func publishMany(t *testing.T, nc *nats.Conn, prefix string, n int, user int64, 
 // 100 and 1,000 deliveries parked, the dispatcher consumer has nothing ack-pending, and 100
 // fresh deliveries to a healthy endpoint all succeed.
 func TestParkedRetriesHoldNoSlots(t *testing.T) {
-	cfg := config.Default("127.0.0.1:0")
-	cfg.DatabaseURL = storetest.NewURL(t)
-	cfg.NATSListen, cfg.NATSMonitor, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	cfg.AllowPrivateTargets, cfg.AdminAPIKey = true, servicetest.AdminKey
-	cfg.RetrySchedule = delivery.Schedule{0, time.Hour}
+	cfg := servicetest.NewConfig(t, func(c *config.Config) { c.RetrySchedule = delivery.Schedule{0, time.Hour} })
 	sys := servicetest.StartConfig(t, cfg, service.Tuning{DispatchMaxAckPending: 100})
 	nc := natsConn(t, sys)
 

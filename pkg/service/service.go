@@ -75,6 +75,7 @@ type Tuning struct {
 	ScanInterval          time.Duration // dispatcher's due-retry scan; 0 = 250ms
 	HandBackDelay         time.Duration
 	DispatchMaxAckPending int
+	PruneEvery            time.Duration // retention pass; 0 = 1h
 	// Ready, when set, is called once every component is started, with the API's (or
 	// metrics') address and the NATS URL in use.
 	Ready func(httpAddr, natsURL string)
@@ -83,7 +84,12 @@ type Tuning struct {
 // Run starts the role's components and blocks until ctx ends, then stops them in order and
 // returns nil, or returns the first component's error.
 func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tune Tuning) error {
-	log = log.With("service", role.String())
+	access, errorLog, err := openLogs(cfg.LogDir) // both nil when HOOKLINE_LOG_DIR is unset
+	if err != nil {
+		return err
+	}
+	defer closeLogs(access, errorLog)
+	log = slog.New(logHandler(log.Handler(), errorLog)).With("service", role.String())
 	if role == AllInOne {
 		if err := bootstrapSecrets(&cfg, log); err != nil {
 			return err
@@ -159,6 +165,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	}
 	topo := natsx.DefaultTopology()
 	topo.Replicas = cfg.StreamReplicas
+	topo.EventMaxAge = max(cfg.EventRetention, time.Second) // JetStream's floor is 100 ms
 	topo.DispatchAckWait = cfg.ReceiverTimeout + 30*time.Second
 	if tune.DispatchMaxAckPending > 0 {
 		topo.DispatchMaxAckPending = tune.DispatchMaxAckPending
@@ -196,7 +203,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 			log.Warn("HOOKLINE_ADMIN_API_KEY unset: only keys made with `hookline apikey create` work")
 		}
 		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes,
-			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, RateLimit: cfg.RateLimit, Sealer: sealer,
+			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, AccessLog: access, RateLimit: cfg.RateLimit, Sealer: sealer,
 			Links: httpapi.NewLinks(linkKey, public, 0)})
 		g.Go(func() error { return api.Serve(gctx, ln) })
 	} else {
@@ -210,7 +217,8 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		})
 	}
 	if role&Processor != 0 {
-		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0]})
+		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0],
+			EventRetention: cfg.EventRetention, AttemptRetention: cfg.AttemptRetention, PruneEvery: tune.PruneEvery})
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	if role&Dispatcher != 0 {

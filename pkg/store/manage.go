@@ -388,3 +388,22 @@ func ListRejected(ctx context.Context, db Querier, limit int, after Cursor) (Pag
 	}
 	return page, rows.Err()
 }
+
+// Prune deletes events received before eventsBefore and attempt rows made before
+// attemptsBefore, at most limit rows of each per call; it returns how many rows went. Deliveries
+// keep their rendered body, so a delivery outlives its event row.
+func Prune(ctx context.Context, db Querier, eventsBefore, attemptsBefore time.Time, limit int) (int64, error) {
+	res, err := db.ExecContext(ctx, `DELETE FROM events WHERE id IN
+		(SELECT id FROM events WHERE received_at < $1 LIMIT $2)`, eventsBefore, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	res, err = db.ExecContext(ctx, `DELETE FROM delivery_attempts WHERE (delivery_id, attempt) IN
+		(SELECT delivery_id, attempt FROM delivery_attempts WHERE created_at < $1 LIMIT $2)`, attemptsBefore, limit)
+	if err != nil {
+		return n, fmt.Errorf("prune delivery attempts: %w", err)
+	}
+	m, _ := res.RowsAffected()
+	return n + m, nil
+}

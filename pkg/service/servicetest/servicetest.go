@@ -38,6 +38,13 @@ type System struct {
 // Start runs the all-in-one until the test ends. edit may change the configuration first.
 func Start(tb testing.TB, edit func(*config.Config)) *System {
 	tb.Helper()
+	return StartConfig(tb, NewConfig(tb, edit), service.Tuning{})
+}
+
+// NewConfig is the configuration Start uses: a fresh database, random ports, a temp data dir,
+// private targets allowed, millisecond retries; edit may change it.
+func NewConfig(tb testing.TB, edit func(*config.Config)) config.Config {
+	tb.Helper()
 	cfg := config.Default("127.0.0.1:0")
 	cfg.DatabaseURL = storetest.NewURL(tb)
 	cfg.NATSListen = "127.0.0.1:0"
@@ -50,7 +57,7 @@ func Start(tb testing.TB, edit func(*config.Config)) *System {
 	if edit != nil {
 		edit(&cfg)
 	}
-	return StartConfig(tb, cfg, service.Tuning{})
+	return cfg
 }
 
 // StartConfig runs the all-in-one with cfg exactly, and tune.
