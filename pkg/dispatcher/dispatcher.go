@@ -36,6 +36,7 @@ type Options struct {
 	ScanInterval        time.Duration     // how often due retries are looked for; default 250ms
 	HandBackDelay       time.Duration     // wait of a delivery handed back by a saturated endpoint; default 1s
 	BatchSize           int               // most outcomes committed together; default 512
+	Writers             int               // outcome batches committing at once; default 4
 	TargetTTL           time.Duration     // how long a webhook's settings are cached; default 1s
 	ShutdownGrace       time.Duration     // in-flight attempts get this long on shutdown; default 5s
 	Sealer              *webhook.Sealer   // opens secrets stored encrypted; nil = stored in clear
@@ -62,6 +63,9 @@ func (o *Options) defaults() {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 512
+	}
+	if o.Writers <= 0 {
+		o.Writers = 4
 	}
 }
 
@@ -108,7 +112,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	w := newWriter(d, d.opts.BatchSize)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.run(gctx) })
+	for range d.opts.Writers {
+		// Several writers, so one batch's commit overlaps the next batch's statement.
+		g.Go(func() error { return w.run(gctx) })
+	}
 	g.Go(func() error { d.schedule(gctx); return nil })
 	g.Go(func() error { d.reconcile(gctx); return nil })
 	g.Go(func() error {

@@ -22,7 +22,6 @@ import (
 const (
 	defaultTimeout          = 15 * time.Second
 	defaultMaxResponseBytes = 64 << 10
-	defaultMaxConnsPerHost  = 256
 	// drainBytes is how much unread response body Do discards after the kept
 	// part so the keep-alive connection can be reused; beyond it the
 	// connection is closed instead.
@@ -36,7 +35,7 @@ type Options struct {
 	MaxResponseBytes int64         // response body bytes read and kept; 0 = 64 KiB
 	AllowPrivate     bool          // HOOKLINE_ALLOW_PRIVATE_TARGETS: turns the address guard off
 	Resolver         *net.Resolver // nil = net.DefaultResolver; tests inject one
-	MaxConnsPerHost  int           // 0 = 256
+	MaxConnsPerHost  int           // 0 = no limit per host
 }
 
 // Client sends webhook POSTs. It is safe for concurrent use and should be
@@ -57,9 +56,6 @@ func New(o Options) *Client {
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = defaultMaxResponseBytes
 	}
-	if o.MaxConnsPerHost <= 0 {
-		o.MaxConnsPerHost = defaultMaxConnsPerHost
-	}
 	d := &net.Dialer{
 		// No dial timeout of its own: the attempt's context bounds it.
 		KeepAlive: 30 * time.Second,
@@ -76,13 +72,15 @@ func New(o Options) *Client {
 		// and route around the dial-time guard.
 		Proxy:       nil,
 		DialContext: d.DialContext,
-		// HTTP/1.1 only: MaxConnsPerHost then really bounds concurrency per
-		// receiver, and a timed-out attempt closes its own connection instead
+		// HTTP/1.1 only: a timed-out attempt closes its own connection instead
 		// of leaving a shared HTTP/2 connection that may be stalled.
-		ForceAttemptHTTP2:      false,
-		Protocols:              http1Only(),
-		MaxIdleConns:           0, // no global cap; IdleConnTimeout reaps
-		MaxIdleConnsPerHost:    1024,
+		ForceAttemptHTTP2:   false,
+		Protocols:           http1Only(),
+		MaxIdleConns:        0, // no global cap; IdleConnTimeout reaps
+		MaxIdleConnsPerHost: 1024,
+		// No per-host cap by default: many webhooks often share one host, and a cap
+		// shared by all of them would let one hung webhook starve the others. The
+		// dispatcher bounds connections per webhook (HOOKLINE_ENDPOINT_CONCURRENCY).
 		MaxConnsPerHost:        o.MaxConnsPerHost,
 		IdleConnTimeout:        30 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,

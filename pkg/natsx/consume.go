@@ -3,6 +3,7 @@ package natsx
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,10 +11,11 @@ import (
 
 // ConsumeBatches pulls from cons and calls handle with whatever has arrived, up to max
 // messages: one message when traffic is light, a full batch under load, never a fixed wait.
+// workers batches run at once, so one batch's database round trips overlap the next one's.
 // The in-memory buffer holds at most 2*max messages, so overload stays a JetStream backlog.
-// When ctx ends it stops pulling, lets the batch in hand finish (handle gets a context that is
-// not cancelled) and naks what was buffered, so another replica takes it at once.
-func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger,
+// When ctx ends it stops pulling, lets the batches in hand finish (handle gets a context that
+// is not cancelled) and naks what was buffered, so another replica takes it at once.
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max, workers int, log *slog.Logger,
 	handle func(context.Context, []jetstream.Msg)) error {
 	ch := make(chan jetstream.Msg, max)
 	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
@@ -25,30 +27,45 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *
 		return err
 	}
 	work := context.WithoutCancel(ctx)
-	batch := make([]jetstream.Msg, 0, max)
+	var wg sync.WaitGroup
+	for i := 1; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batchLoop(ctx, ch, max, func(b []jetstream.Msg) { handle(work, b) })
+		}()
+	}
+	batchLoop(ctx, ch, max, func(b []jetstream.Msg) { handle(work, b) })
+	wg.Wait()
+	cc.Stop()
+	// The callback may be blocked sending a message it already holds: drain until the
+	// consumer has closed, nak-ing so the messages are redelivered at once.
 	for {
 		select {
-		case <-ctx.Done():
-			cc.Stop()
-			// The callback may be blocked sending a message it already holds: drain until
-			// the consumer has closed, nak-ing so the messages are redelivered at once.
+		case m := <-ch:
+			_ = m.Nak()
+		case <-cc.Closed():
 			for {
 				select {
 				case m := <-ch:
 					_ = m.Nak()
-				case <-cc.Closed():
-					for {
-						select {
-						case m := <-ch:
-							_ = m.Nak()
-						default:
-							return nil
-						}
-					}
-				case <-time.After(5 * time.Second):
+				default:
 					return nil
 				}
 			}
+		case <-time.After(5 * time.Second):
+			return nil
+		}
+	}
+}
+
+// batchLoop takes batches off ch until ctx ends.
+func batchLoop(ctx context.Context, ch chan jetstream.Msg, max int, handle func([]jetstream.Msg)) {
+	batch := make([]jetstream.Msg, 0, max)
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case m := <-ch:
 			batch = append(batch[:0], m)
 		fill:
@@ -60,7 +77,7 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *
 					break fill
 				}
 			}
-			handle(work, batch)
+			handle(batch)
 		}
 	}
 }

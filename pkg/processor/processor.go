@@ -27,6 +27,7 @@ import (
 // Options tune the processor.
 type Options struct {
 	BatchSize int // most events written in one transaction; 0 = 256
+	Workers   int // batches in flight at once; 0 = 4
 	// FirstWait is the retry schedule's entry 0: the wait before the first attempt.
 	FirstWait time.Duration
 	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
@@ -47,6 +48,9 @@ type Processor struct {
 func New(db *store.DB, js jetstream.JetStream, m *metrics.Set, log *slog.Logger, o Options) *Processor {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 256
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
 	}
 	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o}
 }
@@ -71,7 +75,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); p.prune(ctx) }()
 	defer wg.Wait()
-	return natsx.ConsumeBatches(ctx, cons, p.opts.BatchSize, p.log, p.handle)
+	return natsx.ConsumeBatches(ctx, cons, p.opts.BatchSize, p.opts.Workers, p.log, p.handle)
 }
 
 // prune applies the retention settings every PruneEvery, in chunks, until ctx ends.

@@ -41,209 +41,105 @@ func (o Outcome) newCount() int {
 	return o.Attempt - 1
 }
 
-// RecordOutcomes writes a batch of outcomes in one transaction: attempt rows (one multi-row
-// insert), the deliveries' new states (one UPDATE … FROM unnest, compare-and-set on
-// attempt_count so a redelivered message changes nothing twice), error_log rows for deliveries
-// that ended failed, and the endpoints' failure tracking. The caller acks the messages only
-// after it returns nil. It returns the ids of webhooks it disabled (with the reason).
-func RecordOutcomes(ctx context.Context, db *DB, outs []Outcome, disableAfter time.Duration) (map[uuid.UUID]string, error) {
+// RecordOutcomes writes a batch of outcomes in one statement, so in one round trip and one
+// commit: attempt rows, the deliveries' new states (compare-and-set on attempt_count, so a
+// redelivered message changes nothing twice), error_log rows for deliveries that ended failed,
+// and the endpoints' failure tracking (a 2xx clears it, the first failure starts it, failing
+// for disableAfter or a 410 disables the webhook). The caller acks the messages only after it
+// returns nil. It returns the webhooks it disabled, with the reason: "gone" or "failing".
+func RecordOutcomes(ctx context.Context, db Querier, outs []Outcome, disableAfter time.Duration) (map[uuid.UUID]string, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
-	disabled := map[uuid.UUID]string{}
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
-		tx := btx.Tx // raw SQL with bound parameters
-		if err := insertAttempts(ctx, tx, outs); err != nil {
-			return err
-		}
-		applied, err := updateDeliveries(ctx, tx, outs)
-		if err != nil {
-			return err
-		}
-		if err := insertErrorLog(ctx, tx, outs, applied); err != nil {
-			return err
-		}
-		return trackEndpoints(ctx, tx, outs, applied, disableAfter, disabled)
-	})
-	return disabled, err
-}
-
-func insertAttempts(ctx context.Context, tx Querier, outs []Outcome) error {
+	n := len(outs)
 	var (
-		ids, errs, excerpts []string
-		attempts, codes     []int64
-		latencies           []float64
-		ats                 []time.Time
+		ids, hooks                 = make([]string, n), make([]string, n)
+		attempts, expected, counts = make([]int32, n), make([]int32, n), make([]int32, n)
+		codes                      = make([]int32, n)
+		attempted                  = make([]bool, n)
+		statuses, errs, excerpts   = make([]string, n), make([]string, n), make([]string, n)
+		gone, failures             = make([]string, n), make([]string, n)
+		next                       = make([]*time.Time, n)
+		ats                        = make([]time.Time, n)
+		latencies                  = make([]float64, n)
 	)
-	for _, o := range outs {
-		if !o.Attempted {
-			continue
+	for i, o := range outs {
+		ids[i], hooks[i] = o.DeliveryID.String(), o.WebhookID.String()
+		attempts[i], expected[i], counts[i] = int32(o.Attempt), int32(o.expected()), int32(o.newCount())
+		codes[i], attempted[i] = int32(o.StatusCode), o.Attempted
+		statuses[i], errs[i], excerpts[i] = string(o.Status), o.Error, o.Response
+		gone[i], next[i], ats[i] = o.DisableWebhook, o.NextAttemptAt, o.At
+		latencies[i] = float64(o.Latency.Microseconds()) / 1000
+		if o.Status == delivery.StatusFailed {
+			failures[i] = failureText(o)
 		}
-		ids, errs, excerpts = append(ids, o.DeliveryID.String()), append(errs, o.Error), append(excerpts, o.Response)
-		attempts, codes = append(attempts, int64(o.Attempt)), append(codes, int64(o.StatusCode))
-		latencies, ats = append(latencies, float64(o.Latency.Microseconds())/1000), append(ats, o.At)
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO delivery_attempts (delivery_id, attempt, status_code, error, latency_ms, response_excerpt, created_at)
-		SELECT d, a, NULLIF(c, 0), NULLIF(e, ''), l, r, t
-		FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::timestamptz[]) AS x(d, a, c, e, l, r, t)
-		ON CONFLICT DO NOTHING`,
-		ids, attempts, codes, errs, latencies, excerpts, ats)
+	rows, err := db.QueryContext(ctx, recordOutcomesSQL, ids, hooks, attempts, attempted, statuses, expected, counts,
+		codes, next, errs, latencies, excerpts, ats, gone, failures, fmt.Sprintf("%d microseconds", disableAfter.Microseconds()))
 	if err != nil {
-		return fmt.Errorf("insert delivery attempts: %w", err)
-	}
-	return nil
-}
-
-// updateDeliveries applies each outcome whose row still has the expected attempt_count and is
-// not terminal; it returns the ids it changed.
-func updateDeliveries(ctx context.Context, tx Querier, outs []Outcome) (map[uuid.UUID]bool, error) {
-	var (
-		ids, statuses          []string
-		expected, counts, code []int64
-		next                   []*time.Time
-	)
-	for _, o := range outs {
-		ids, statuses = append(ids, o.DeliveryID.String()), append(statuses, string(o.Status))
-		expected, counts = append(expected, int64(o.expected())), append(counts, int64(o.newCount()))
-		code, next = append(code, int64(o.StatusCode)), append(next, o.NextAttemptAt)
-	}
-	rows, err := tx.QueryContext(ctx, `
-		UPDATE deliveries d SET status = u.status, attempt_count = u.count, next_attempt_at = u.next,
-		       last_status_code = COALESCE(NULLIF(u.code, 0), d.last_status_code), updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::int[], $6::timestamptz[])
-		     AS u(id, status, expected, count, code, next)
-		WHERE d.id = u.id AND d.attempt_count = u.expected AND d.status IN ('pending', 'retrying')
-		RETURNING d.id`,
-		ids, statuses, expected, counts, code, next)
-	if err != nil {
-		return nil, fmt.Errorf("update deliveries: %w", err)
+		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
 	defer rows.Close()
-	applied := map[uuid.UUID]bool{}
+	disabled := map[uuid.UUID]string{}
 	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
+		var (
+			id           uuid.UUID
+			wasGone, now bool
+		)
+		if err := rows.Scan(&id, &wasGone, &now); err != nil {
 			return nil, err
 		}
-		applied[id] = true
-	}
-	return applied, rows.Err()
-}
-
-func insertErrorLog(ctx context.Context, tx Querier, outs []Outcome, applied map[uuid.UUID]bool) error {
-	var (
-		ids, errs []string
-		attempts  []int64
-	)
-	for _, o := range outs {
-		if o.Status != delivery.StatusFailed || !applied[o.DeliveryID] {
-			continue
-		}
-		ids, errs, attempts = append(ids, o.DeliveryID.String()), append(errs, failureText(o)), append(attempts, int64(o.newCount()))
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO error_log (delivery_id, webhook_id, event_id, attempt, error)
-		SELECT d.id, d.webhook_id, d.event_id, x.a, x.e
-		FROM unnest($1::uuid[], $2::int[], $3::text[]) AS x(id, a, e) JOIN deliveries d ON d.id = x.id
-		ON CONFLICT DO NOTHING`,
-		ids, attempts, errs)
-	if err != nil {
-		return fmt.Errorf("insert error log: %w", err)
-	}
-	return nil
-}
-
-func failureText(o Outcome) string {
-	switch {
-	case o.Error != "" && o.StatusCode != 0:
-		return fmt.Sprintf("HTTP %d: %s", o.StatusCode, o.Error)
-	case o.Error != "":
-		return o.Error
-	case o.StatusCode != 0:
-		return fmt.Sprintf("HTTP %d after %d attempts", o.StatusCode, o.newCount())
-	default:
-		return "failed"
-	}
-}
-
-// trackEndpoints keeps failing_since per webhook: cleared by a 2xx, set by the first failure;
-// a webhook whose failures have lasted disableAfter, or that answered 410, is disabled.
-func trackEndpoints(ctx context.Context, tx Querier, outs []Outcome, applied map[uuid.UUID]bool,
-	disableAfter time.Duration, disabled map[uuid.UUID]string) error {
-	var ok, failing, goneIDs, goneReasons []string
-	for _, o := range outs {
-		if !o.Attempted || !applied[o.DeliveryID] {
-			continue
-		}
 		switch {
-		case o.DisableWebhook != "":
-			goneIDs, goneReasons = append(goneIDs, o.WebhookID.String()), append(goneReasons, o.DisableWebhook)
-		case o.Status == delivery.StatusSucceeded:
-			ok = append(ok, o.WebhookID.String())
-		default:
-			failing = append(failing, o.WebhookID.String())
-		}
-	}
-	if len(ok) > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET failing_since = NULL
-			WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL`, ok); err != nil {
-			return fmt.Errorf("clear failing endpoints: %w", err)
-		}
-	}
-	if len(failing) > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET failing_since = now()
-			WHERE id = ANY($1::uuid[]) AND failing_since IS NULL`, failing); err != nil {
-			return fmt.Errorf("track failing endpoints: %w", err)
-		}
-		rows, err := tx.QueryContext(ctx, `
-			UPDATE webhook_registrations SET enabled = false, disabled_at = now(), updated_at = now(),
-			       disabled_reason = 'every attempt failed since ' || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-			WHERE id = ANY($1::uuid[]) AND enabled AND failing_since < now() - $2::interval
-			RETURNING id`,
-			failing, fmt.Sprintf("%d microseconds", disableAfter.Microseconds()))
-		if err != nil {
-			return fmt.Errorf("disable failing endpoints: %w", err)
-		}
-		for rows.Next() {
-			var id uuid.UUID
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
+		case now && wasGone:
+			disabled[id] = "gone"
+		case now:
 			disabled[id] = "failing"
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
 	}
-	if len(goneIDs) > 0 {
-		rows, err := tx.QueryContext(ctx, `
-			UPDATE webhook_registrations w SET enabled = false, disabled_reason = x.r, disabled_at = now(), updated_at = now()
-			FROM unnest($1::uuid[], $2::text[]) AS x(id, r) WHERE w.id = x.id AND w.enabled RETURNING w.id`,
-			goneIDs, goneReasons)
-		if err != nil {
-			return fmt.Errorf("disable gone endpoints: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id uuid.UUID
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			disabled[id] = "gone"
-		}
-		return rows.Err()
-	}
-	return nil
+	return disabled, rows.Err()
 }
+
+// recordOutcomesSQL is RecordOutcomes' statement. Data-modifying CTEs all run, against one
+// snapshot, and commit together.
+const recordOutcomesSQL = `
+WITH x AS (
+	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bool[], $5::text[], $6::int[], $7::int[], $8::int[],
+	                     $9::timestamptz[], $10::text[], $11::float8[], $12::text[], $13::timestamptz[], $14::text[], $15::text[])
+	  AS x(id, webhook_id, attempt, attempted, status, expected, count, code, next, err, latency, excerpt, at, gone, failure)
+), att AS (
+	INSERT INTO delivery_attempts (delivery_id, attempt, status_code, error, latency_ms, response_excerpt, created_at)
+	SELECT id, attempt, NULLIF(code, 0), NULLIF(err, ''), latency, excerpt, at FROM x WHERE attempted
+	ON CONFLICT DO NOTHING
+), upd AS (
+	UPDATE deliveries d SET status = x.status, attempt_count = x.count, next_attempt_at = x.next,
+	       last_status_code = COALESCE(NULLIF(x.code, 0), d.last_status_code), updated_at = now()
+	FROM x WHERE d.id = x.id AND d.attempt_count = x.expected AND d.status IN ('pending', 'retrying')
+	RETURNING d.id, d.webhook_id, d.event_id
+), el AS (
+	INSERT INTO error_log (delivery_id, webhook_id, event_id, attempt, error)
+	SELECT upd.id, upd.webhook_id, upd.event_id, x.count, x.failure FROM upd JOIN x ON x.id = upd.id
+	WHERE x.status = 'failed'
+	ON CONFLICT DO NOTHING
+), h AS (
+	SELECT x.webhook_id AS id, max(NULLIF(x.gone, '')) AS gone, bool_or(x.status = 'succeeded') AS ok
+	FROM x JOIN upd ON upd.id = x.id WHERE x.attempted GROUP BY x.webhook_id
+), w AS (
+	SELECT w.id, h.gone, h.ok, w.enabled,
+	       COALESCE(w.enabled AND (h.gone IS NOT NULL OR (NOT h.ok AND w.failing_since < now() - $16::interval)), false) AS disable
+	FROM webhook_registrations w JOIN h ON h.id = w.id
+	WHERE (h.gone IS NOT NULL AND w.enabled)
+	   OR (h.gone IS NULL AND h.ok AND w.failing_since IS NOT NULL)
+	   OR (h.gone IS NULL AND NOT h.ok AND (w.failing_since IS NULL OR (w.enabled AND w.failing_since < now() - $16::interval)))
+)
+UPDATE webhook_registrations r SET
+	failing_since = CASE WHEN w.gone IS NULL AND w.ok THEN NULL ELSE COALESCE(r.failing_since, now()) END,
+	enabled = r.enabled AND NOT w.disable,
+	disabled_reason = CASE WHEN NOT w.disable THEN r.disabled_reason WHEN w.gone IS NOT NULL THEN w.gone
+	                  ELSE 'every attempt failed since ' || to_char(r.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') END,
+	disabled_at = CASE WHEN w.disable THEN now() ELSE r.disabled_at END,
+	updated_at = CASE WHEN w.disable THEN now() ELSE r.updated_at END
+FROM w WHERE r.id = w.id
+RETURNING r.id, w.gone IS NOT NULL, w.disable`
 
 // ClaimDue takes up to limit deliveries whose retry is due, in a transaction that stays open
 // while publish sends them: rows are locked (SKIP LOCKED, so schedulers on several replicas
@@ -352,4 +248,17 @@ func AttemptDue(ctx context.Context, db Querier, id uuid.UUID, n int) (bool, err
 		return false, fmt.Errorf("check delivery %s: %w", id, err)
 	}
 	return due, nil
+}
+
+func failureText(o Outcome) string {
+	switch {
+	case o.Error != "" && o.StatusCode != 0:
+		return fmt.Sprintf("HTTP %d: %s", o.StatusCode, o.Error)
+	case o.Error != "":
+		return o.Error
+	case o.StatusCode != 0:
+		return fmt.Sprintf("HTTP %d after %d attempts", o.StatusCode, o.newCount())
+	default:
+		return "failed"
+	}
 }

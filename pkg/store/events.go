@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/uptrace/bun"
 
 	"github.com/hookline/hookline/pkg/delivery"
 )
@@ -31,7 +30,7 @@ type Resolution struct {
 	Targets     []Subscription
 }
 
-// Resolve looks up, for a batch of events in two queries, the webhooks that receive each: the
+// Resolve looks up, for a batch of events in one query, the webhooks that receive each: the
 // event's own webhook_id, or every enabled, live webhook of its user subscribed to its type.
 func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, error) {
 	out := make([]Resolution, len(refs))
@@ -49,37 +48,21 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, er
 			hooks[i] = &s
 		}
 	}
+	// One query: a row per (event, target), or one row with no target.
 	rows, err := db.QueryContext(ctx, `
 		SELECT e.i,
 		       NOT EXISTS (SELECT 1 FROM event_types t WHERE t.name = e.type),
-		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL)
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS e(i, user_id, type)`,
-		idx, users, types)
-	if err != nil {
-		return nil, fmt.Errorf("check event types and users: %w", err)
-	}
-	for rows.Next() {
-		var i int64
-		var r Resolution
-		if err := rows.Scan(&i, &r.UnknownType, &r.UnknownUser); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out[i].UnknownType, out[i].UnknownUser = r.UnknownType, r.UnknownUser
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = db.QueryContext(ctx, `
-		SELECT e.i, w.id, c.custom_payload
+		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL),
+		       s.id, s.custom_payload
 		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::uuid[]) AS e(i, user_id, type, webhook_id)
-		JOIN event_types t ON t.name = e.type
-		JOIN webhook_configurations c ON c.event_type_id = t.id
-		JOIN webhook_registrations w ON w.id = c.webhook_id
-		WHERE w.user_id = e.user_id AND w.deleted_at IS NULL AND w.enabled
-		  AND (e.webhook_id IS NULL OR w.id = e.webhook_id)
-		ORDER BY e.i, w.id`,
+		LEFT JOIN LATERAL (
+			SELECT w.id, c.custom_payload FROM event_types t
+			JOIN webhook_configurations c ON c.event_type_id = t.id
+			JOIN webhook_registrations w ON w.id = c.webhook_id
+			WHERE t.name = e.type AND w.user_id = e.user_id AND w.deleted_at IS NULL AND w.enabled
+			  AND (e.webhook_id IS NULL OR w.id = e.webhook_id)
+		) s ON true
+		ORDER BY e.i, s.id`,
 		idx, users, types, hooks)
 	if err != nil {
 		return nil, fmt.Errorf("resolve subscriptions: %w", err)
@@ -87,13 +70,18 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, er
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			i int64
-			s Subscription
+			i       int64
+			r       Resolution
+			hook    *uuid.UUID
+			payload []byte
 		)
-		if err := rows.Scan(&i, &s.WebhookID, &s.CustomPayload); err != nil {
+		if err := rows.Scan(&i, &r.UnknownType, &r.UnknownUser, &hook, &payload); err != nil {
 			return nil, err
 		}
-		out[i].Targets = append(out[i].Targets, s)
+		out[i].UnknownType, out[i].UnknownUser = r.UnknownType, r.UnknownUser
+		if hook != nil {
+			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload})
+		}
 	}
 	return out, rows.Err()
 }
@@ -139,174 +127,109 @@ type Rejection struct {
 	StreamSeq uint64
 }
 
-// SaveEvents writes a batch in one transaction: events, files and deliveries (each ignoring a
-// row that exists, so a redelivered event creates nothing twice) and rejections. It returns the
-// deliveries of these events that still wait for their first attempt: the new ones, and those
-// of a redelivered event whose publish may not have happened. With firstWait > 0 (the retry
-// schedule's entry 0) new deliveries are scheduled that long ahead instead, and none returned.
-func SaveEvents(ctx context.Context, db *DB, accepted []AcceptedEvent, rejected []Rejection, firstWait time.Duration) ([]delivery.Due, error) {
-	var queued []delivery.Due
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
-		tx := btx.Tx // raw SQL with bound parameters
-		if err := insertEvents(ctx, tx, accepted); err != nil {
-			return err
-		}
-		if err := insertFiles(ctx, tx, accepted); err != nil {
-			return err
-		}
-		if err := insertDeliveries(ctx, tx, accepted, firstWait); err != nil {
-			return err
-		}
-		if err := insertRejections(ctx, tx, rejected); err != nil {
-			return err
-		}
-		var err error
-		queued, err = firstAttempts(ctx, tx, accepted)
-		return err
-	})
-	return queued, err
-}
-
-func insertEvents(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
-	if len(evs) == 0 {
-		return nil
-	}
+// SaveEvents writes a batch in one statement, so in one round trip and one commit: events,
+// files and deliveries (each ignoring a row that exists, so a redelivered event creates
+// nothing twice) and rejections. It returns the deliveries of these events that wait for their
+// first attempt: the new ones, and those of a redelivered event whose publish may not have
+// happened. With firstWait > 0 (the retry schedule's entry 0) new deliveries are scheduled
+// that long ahead instead, and only the old ones are returned.
+func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejected []Rejection, firstWait time.Duration) ([]delivery.Due, error) {
 	var (
-		ids, types, data []string
-		users            []int64
-		hooks            []*string
-		occurred         []time.Time
+		evIDs, evTypes, evData                        []string
+		evUsers                                       []int64
+		evHooks                                       []*string
+		evAt                                          []time.Time
+		fIDs, fHooks, fEvents, fNames, fCTypes, fSums []string
+		fUsers, fSizes                                []int64
+		fAt                                           []time.Time
+		dIDs, dEvents, dHooks, dTypes                 []string
+		dUsers                                        []int64
+		dPayloads                                     [][]byte
+		dAt                                           []time.Time
+		rIDs, rSubjects, rReasons, rPayloads          []string
+		rSeqs                                         []int64
 	)
-	for _, e := range evs {
-		ids, types, data = append(ids, e.ID), append(types, e.Type), append(data, string(e.Data))
-		users, occurred = append(users, e.UserID), append(occurred, e.OccurredAt)
-		var h *string
-		if e.WebhookID != nil {
-			s := e.WebhookID.String()
-			h = &s
+	byID := map[uuid.UUID]delivery.Due{}
+	for _, e := range accepted {
+		evIDs, evTypes, evData = append(evIDs, e.ID), append(evTypes, e.Type), append(evData, string(e.Data))
+		evUsers, evAt, evHooks = append(evUsers, e.UserID), append(evAt, e.OccurredAt), append(evHooks, uuidPtr(e.WebhookID))
+		if f := e.File; f != nil {
+			fIDs, fHooks, fEvents = append(fIDs, f.ID.String()), append(fHooks, f.WebhookID.String()), append(fEvents, e.ID)
+			fNames, fCTypes, fSums = append(fNames, f.FileName), append(fCTypes, f.ContentType), append(fSums, f.SHA256)
+			fUsers, fSizes, fAt = append(fUsers, f.UserID), append(fSizes, f.Size), append(fAt, f.UploadedAt)
 		}
-		hooks = append(hooks, h)
-	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO events (id, type, user_id, webhook_id, occurred_at, data)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
-		ON CONFLICT (id) DO NOTHING`,
-		ids, types, users, hooks, occurred, data)
-	if err != nil {
-		return fmt.Errorf("insert events: %w", err)
-	}
-	return nil
-}
-
-func insertFiles(ctx context.Context, tx Querier, evs []AcceptedEvent) error {
-	var (
-		ids, hooks, events, names, objects, ctypes, sums []string
-		users, sizes                                     []int64
-		uploaded                                         []time.Time
-	)
-	for _, e := range evs {
-		f := e.File
-		if f == nil {
-			continue
-		}
-		ids, hooks, events = append(ids, f.ID.String()), append(hooks, f.WebhookID.String()), append(events, e.ID)
-		names, objects, ctypes, sums = append(names, f.FileName), append(objects, f.ObjectName), append(ctypes, f.ContentType), append(sums, f.SHA256)
-		users, sizes, uploaded = append(users, f.UserID), append(sizes, f.Size), append(uploaded, f.UploadedAt)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO files (id, webhook_id, event_id, file_name, object_name, content_type, sha256, user_id, size, uploaded_at)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-		                     $8::bigint[], $9::bigint[], $10::timestamptz[])
-		ON CONFLICT DO NOTHING`,
-		ids, hooks, events, names, objects, ctypes, sums, users, sizes, uploaded)
-	if err != nil {
-		return fmt.Errorf("insert files: %w", err)
-	}
-	return nil
-}
-
-func insertDeliveries(ctx context.Context, tx Querier, evs []AcceptedEvent, firstWait time.Duration) error {
-	var (
-		ids, events, hooks, types []string
-		users                     []int64
-		payloads                  [][]byte
-		occurred                  []time.Time
-	)
-	for _, e := range evs {
 		for _, d := range e.Deliveries {
-			ids, events, hooks, types = append(ids, d.ID.String()), append(events, e.ID), append(hooks, d.WebhookID.String()), append(types, e.Type)
-			users, payloads, occurred = append(users, e.UserID), append(payloads, d.Payload), append(occurred, e.OccurredAt)
+			dIDs, dEvents, dHooks, dTypes = append(dIDs, d.ID.String()), append(dEvents, e.ID), append(dHooks, d.WebhookID.String()), append(dTypes, e.Type)
+			dUsers, dPayloads, dAt = append(dUsers, e.UserID), append(dPayloads, d.Payload), append(dAt, e.OccurredAt)
+			byID[d.ID] = delivery.Due{ID: d.ID, WebhookID: d.WebhookID, EventType: e.Type, Attempt: 1, Payload: d.Payload, OccurredAt: e.OccurredAt}
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	for _, r := range rejected {
+		rIDs, rSubjects, rReasons, rPayloads = append(rIDs, r.EventID), append(rSubjects, r.Subject), append(rReasons, r.Reason), append(rPayloads, r.Payload)
+		rSeqs = append(rSeqs, int64(r.StreamSeq))
 	}
 	status, next := "pending", (*time.Time)(nil)
 	if firstWait > 0 {
 		at := time.Now().Add(firstWait)
 		status, next = "retrying", &at
 	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, status, next_attempt_at)
-		SELECT *, $8, $9::timestamptz FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::bytea[], $7::timestamptz[])
-		ON CONFLICT DO NOTHING`,
-		ids, events, hooks, types, users, payloads, occurred, status, next)
+	rows, err := db.QueryContext(ctx, saveEventsSQL,
+		evIDs, evTypes, evUsers, evHooks, evAt, evData,
+		fIDs, fHooks, fEvents, fNames, fCTypes, fSums, fUsers, fSizes, fAt,
+		dIDs, dEvents, dHooks, dTypes, dUsers, dPayloads, dAt, status, next,
+		rIDs, rSubjects, rReasons, rPayloads, rSeqs)
 	if err != nil {
-		return fmt.Errorf("insert deliveries: %w", err)
-	}
-	return nil
-}
-
-func insertRejections(ctx context.Context, tx Querier, rej []Rejection) error {
-	if len(rej) == 0 {
-		return nil
-	}
-	var (
-		ids, subjects, reasons, payloads []string
-		seqs                             []int64
-	)
-	for _, r := range rej {
-		ids, subjects, reasons, payloads = append(ids, r.EventID), append(subjects, r.Subject), append(reasons, r.Reason), append(payloads, r.Payload)
-		seqs = append(seqs, int64(r.StreamSeq))
-	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
-		SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS x(i, s, r, p, q)
-		ON CONFLICT DO NOTHING`,
-		ids, subjects, reasons, payloads, seqs)
-	if err != nil {
-		return fmt.Errorf("insert rejected events: %w", err)
-	}
-	return nil
-}
-
-func firstAttempts(ctx context.Context, tx Querier, evs []AcceptedEvent) ([]delivery.Due, error) {
-	var ids []string
-	for _, e := range evs {
-		for _, d := range e.Deliveries {
-			ids = append(ids, d.ID.String())
-		}
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	rows, err := tx.QueryContext(ctx, `
-		SELECT id, webhook_id, event_type, payload, occurred_at FROM deliveries
-		WHERE id = ANY($1::uuid[]) AND status = 'pending' AND attempt_count = 0`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("select new deliveries: %w", err)
+		return nil, fmt.Errorf("save events: %w", err)
 	}
 	defer rows.Close()
-	var out []delivery.Due
+	var queued []delivery.Due
 	for rows.Next() {
-		q := delivery.Due{Attempt: 1}
-		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Payload, &q.OccurredAt); err != nil {
+		var (
+			id  uuid.UUID
+			old bool
+		)
+		if err := rows.Scan(&id, &old); err != nil {
 			return nil, err
 		}
-		out = append(out, q)
+		if old || firstWait <= 0 {
+			queued = append(queued, byID[id])
+		}
 	}
-	return out, rows.Err()
+	return queued, rows.Err()
+}
+
+// saveEventsSQL is SaveEvents' statement. The final SELECT reads the snapshot from before the
+// inserts, so it finds only deliveries that existed already: those of a redelivered event.
+const saveEventsSQL = `
+WITH ev AS (
+	INSERT INTO events (id, type, user_id, webhook_id, occurred_at, data)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
+	ON CONFLICT (id) DO NOTHING
+), fi AS (
+	INSERT INTO files (id, webhook_id, event_id, file_name, content_type, sha256, user_id, size, uploaded_at, object_name)
+	SELECT f.*, f.id::text FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
+	                                   $13::bigint[], $14::bigint[], $15::timestamptz[])
+	     AS f(id, webhook_id, event_id, file_name, content_type, sha256, user_id, size, uploaded_at)
+	ON CONFLICT DO NOTHING
+), de AS (
+	INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, status, next_attempt_at)
+	SELECT *, $23, $24::timestamptz FROM unnest($16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::bigint[],
+	                                            $21::bytea[], $22::timestamptz[])
+	ON CONFLICT DO NOTHING
+	RETURNING id
+), rj AS (
+	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
+	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($25::text[], $26::text[], $27::text[], $28::text[], $29::bigint[]) AS x(i, s, r, p, q)
+	ON CONFLICT DO NOTHING
+)
+SELECT id, false FROM de
+UNION ALL
+SELECT id, true FROM deliveries WHERE id = ANY($16::uuid[]) AND status = 'pending' AND attempt_count = 0`
+
+func uuidPtr(id *uuid.UUID) *string {
+	if id == nil {
+		return nil
+	}
+	s := id.String()
+	return &s
 }

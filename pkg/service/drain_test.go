@@ -1,0 +1,23 @@
+package service_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hookline/hookline/pkg/service"
+	"github.com/hookline/hookline/pkg/service/servicetest"
+)
+
+// A backlog many times MaxAckPending drains completely: the consumer keeps pulling as acks
+// free slots.
+func TestBacklogDrains(t *testing.T) {
+	cfg := servicetest.NewConfig(t, nil)
+	sys := servicetest.StartConfig(t, cfg, service.Tuning{DispatchMaxAckPending: 4096})
+	nc := natsConn(t, sys)
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	publishMany(t, nc, "drain", 10000, 1, w.ID)
+	servicetest.Eventually(t, 60*time.Second, "10,000 deliveries succeeded", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 10000
+	})
+}
