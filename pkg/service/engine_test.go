@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -29,8 +30,15 @@ func publishMany(t *testing.T, nc *nats.Conn, prefix string, n int, user int64, 
 		m := nats.NewMsg("events.upload.completed")
 		m.Data = []byte(body)
 		m.Header.Set(nats.MsgIdHdr, id)
-		if _, err := js.PublishMsgAsync(m); err != nil {
-			t.Fatal(err)
+		for {
+			_, err := js.PublishMsgAsync(m)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, nats.ErrTooManyStalledMsgs) {
+				t.Fatal(err)
+			}
+			<-js.PublishAsyncComplete() // the server is busy: let the window empty
 		}
 	}
 	select {
