@@ -97,8 +97,8 @@ CREATE TABLE deliveries (
     payload          bytea NOT NULL,
     occurred_at      timestamptz NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (event_id, webhook_id)
+    updated_at       timestamptz NOT NULL DEFAULT now()
+    -- (event_id, webhook_id) is unique through the id itself: UUIDv5 of the pair.
 );
 CREATE INDEX deliveries_webhook_idx ON deliveries (webhook_id, created_at DESC, id DESC);
 CREATE INDEX deliveries_due_idx ON deliveries (next_attempt_at) WHERE status = 'retrying';

@@ -209,7 +209,7 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
 	case waited:
 		_ = m.InProgress() // the wait for a slot counts against AckWait
 	case full:
-		w.add(m, d.handBack(msg))
+		w.add(m, d.handBack(msg, ep))
 		return
 	case cancelled:
 		_ = m.Nak()
@@ -217,6 +217,9 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
 	}
 	out, ok := d.attempt(ctx, msg, t)
 	ep.leave()
+	if ok {
+		ep.observe(out.Latency)
+	}
 	if !ok {
 		_ = m.Nak() // cut by shutdown: not an attempt of the receiver's making
 		return
@@ -274,8 +277,9 @@ func (d *Dispatcher) ended(msg message, why string) store.Outcome {
 
 // handBack returns a delivery to the retry mechanism without using an attempt: its endpoint
 // already has every slot busy and every waiting place taken.
-func (d *Dispatcher) handBack(msg message) store.Outcome {
-	next := time.Now().Add(d.opts.HandBackDelay)
+func (d *Dispatcher) handBack(msg message, ep *endpoint) store.Outcome {
+	d.m.RetriesScheduled.Inc()
+	next := ep.handBackAt(time.Now(), d.opts.HandBackDelay)
 	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
 		Status: delivery.StatusRetrying, NextAttemptAt: &next, At: time.Now()}
 }
