@@ -131,10 +131,12 @@ func TestHeadOfLineIsolation(t *testing.T) {
 
 	publishMany(t, nc, "hung", 200, 1, hw.ID)
 	servicetest.Eventually(t, 20*time.Second, "the hung endpoint saturated", func() bool { return open.Load() == 8 })
+	start := time.Now()
 	publishMany(t, nc, "ok", 200, 1, ok.ID)
 	servicetest.Eventually(t, 30*time.Second, "200 healthy deliveries succeeded", func() bool {
 		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", ok.ID) == 200
 	})
+	t.Logf("200 healthy deliveries done in %s while %d requests to the hung endpoint were open", time.Since(start).Round(time.Millisecond), open.Load())
 	if n := sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", hw.ID); n != 0 {
 		t.Fatalf("%d hung deliveries finished before release: the test did not hold them", n)
 	}
