@@ -12,14 +12,19 @@ import (
 // Start runs a JetStream server that stops when the test ends.
 func Start(tb testing.TB) *server.Server {
 	tb.Helper()
-	return StartAt(tb, tb.TempDir(), server.RANDOM_PORT)
+	return StartWith(tb, nil)
 }
 
-// StartAt runs a server on a given store dir and port, so a test can restart one in place.
-func StartAt(tb testing.TB, storeDir string, port int) *server.Server {
+// StartWith runs a JetStream server like Start, after edit (if not nil) changed its options
+// (e.g. Username and Password to match a deployment's NATS_URL). It stops when the test ends.
+func StartWith(tb testing.TB, edit func(*server.Options)) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port,
-		JetStream: true, StoreDir: storeDir, NoLog: true, NoSigs: true})
+	o := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: tb.TempDir(), NoLog: true, NoSigs: true}
+	if edit != nil {
+		edit(o)
+	}
+	s, err := server.NewServer(o)
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)
 	}
