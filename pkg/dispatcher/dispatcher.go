@@ -134,6 +134,9 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 	var workers sync.WaitGroup
 	buffer := min(max(maxAckPending, 1), 1024)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if id, err := uuid.Parse(m.Headers().Get(natsx.HeaderWebhookID)); err == nil {
+			d.endpoint(id).admit(ctx) // backpressure from a fast endpoint that is full
+		}
 		workers.Add(1)
 		go func() {
 			defer workers.Done()

@@ -19,13 +19,68 @@ type endpoint struct {
 	held  atomic.Int64  // in flight + waiting
 	limit int64         // 3 * concurrency
 
+	room     chan struct{} // a token whenever a slot frees; admit waits on it
+	lastDone atomic.Int64  // unix nanos of the last finished attempt
+	born     time.Time     // when the first delivery arrived
+
 	mu       sync.Mutex
 	latency  float64   // moving average of attempt durations, seconds
 	nextSlot time.Time // when the last handed-back delivery was scheduled
 }
 
+// fastWindow is how recent an endpoint's last finished attempt must be for the consumer to
+// wait for room at that endpoint rather than hand the delivery back; it is also the longest
+// such a wait lasts.
+const fastWindow = 100 * time.Millisecond
+
+// slowAttempt is the average attempt duration past which an endpoint is never waited for.
+const slowAttempt = time.Second
+
+// newWindow is how long a new endpoint counts as fast before it has finished an attempt.
+const newWindow = time.Second
+
+// admit runs on the consumer's callback before a delivery's worker starts. When the delivery's
+// endpoint has no slot and no waiting place left but is fast (it finished an attempt within
+// fastWindow and its attempts take less than slowAttempt on average), admit waits, at most
+// fastWindow, for room: pulling pauses, so a saturated but healthy endpoint's surplus stays a
+// JetStream backlog instead of making a round trip through PostgreSQL (hand-back, scheduler,
+// republish) that costs more than the delivery itself. A slow or hung endpoint is never
+// waited for: its surplus is handed back as before, so it cannot hold up the others.
+func (e *endpoint) admit(ctx context.Context) {
+	if e.held.Load() < e.limit || !e.fast(time.Now()) {
+		return
+	}
+	timer := time.NewTimer(fastWindow)
+	defer timer.Stop()
+	for e.held.Load() >= e.limit {
+		select {
+		case <-e.room:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// fast reports an endpoint that is absorbing deliveries quickly, or is new (its first
+// delivery arrived within newWindow), so that a burst at start is not all handed back.
+func (e *endpoint) fast(now time.Time) bool {
+	last := e.lastDone.Load()
+	if last == 0 {
+		return now.Sub(e.born) < newWindow
+	}
+	if now.UnixNano()-last > int64(fastWindow) {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.latency < slowAttempt.Seconds()
+}
+
 // observe folds one attempt's duration into the endpoint's moving average.
 func (e *endpoint) observe(d time.Duration) {
+	e.lastDone.Store(time.Now().UnixNano())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.latency == 0 {
@@ -66,7 +121,7 @@ func (d *Dispatcher) endpoint(id uuid.UUID) *endpoint {
 	ep, ok := d.endpoints[id]
 	if !ok {
 		n := d.opts.EndpointConcurrency
-		ep = &endpoint{slots: make(chan struct{}, n), limit: int64(3 * n)}
+		ep = &endpoint{slots: make(chan struct{}, n), limit: int64(3 * n), room: make(chan struct{}, 1), born: time.Now()}
 		d.endpoints[id] = ep
 	}
 	return ep
@@ -97,4 +152,8 @@ func (e *endpoint) enter(ctx context.Context, waiting prometheus.Gauge) entry {
 func (e *endpoint) leave() {
 	<-e.slots
 	e.held.Add(-1)
+	select {
+	case e.room <- struct{}{}:
+	default:
+	}
 }
