@@ -134,13 +134,20 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 	var workers sync.WaitGroup
 	buffer := min(max(maxAckPending, 1), 1024)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		// The place at the endpoint is taken here, in order, before the worker starts, so a
+		// burst cannot overshoot the limit; a fast endpoint that is full makes pulling wait.
+		var (
+			ep       *endpoint
+			reserved bool
+		)
 		if id, err := uuid.Parse(m.Headers().Get(natsx.HeaderWebhookID)); err == nil {
-			d.endpoint(id).admit(ctx) // backpressure from a fast endpoint that is full
+			ep = d.endpoint(id)
+			reserved = ep.reserve(ctx)
 		}
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			d.handle(attemptCtx, m, w)
+			d.handle(attemptCtx, m, w, ep, reserved)
 		}()
 	}, jetstream.PullMaxMessages(buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		d.log.Debug("consume", "err", err)
@@ -163,8 +170,15 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 }
 
 // handle runs one delivery message to its outcome and hands it to the writer, which acks it
-// once the outcome is committed.
-func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
+// once the outcome is committed. reserved says the message holds a place at its endpoint ep,
+// which handle gives back.
+func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep *endpoint, reserved bool) {
+	attempting := false
+	defer func() {
+		if reserved && !attempting {
+			ep.release()
+		}
+	}()
 	msg, err := parseMessage(m)
 	if err != nil {
 		// Not ours to deliver (published by hand?): nothing in PostgreSQL refers to it.
@@ -206,18 +220,19 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer) {
 		w.add(m, d.ended(msg, "webhook disabled"))
 		return
 	}
-	ep := d.endpoint(msg.WebhookID)
+	if !reserved {
+		w.add(m, d.handBack(msg, ep))
+		return
+	}
 	switch ep.enter(ctx, d.m.Waiting) {
 	case entered:
 	case waited:
 		_ = m.InProgress() // the wait for a slot counts against AckWait
-	case full:
-		w.add(m, d.handBack(msg, ep))
-		return
 	case cancelled:
 		_ = m.Nak()
 		return
 	}
+	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
 	ep.leave()
 	if ok {

@@ -39,27 +39,46 @@ const slowAttempt = time.Second
 // newWindow is how long a new endpoint counts as fast before it has finished an attempt.
 const newWindow = time.Second
 
-// admit runs on the consumer's callback before a delivery's worker starts. When the delivery's
-// endpoint has no slot and no waiting place left but is fast (it finished an attempt within
-// fastWindow and its attempts take less than slowAttempt on average), admit waits, at most
-// fastWindow, for room: pulling pauses, so a saturated but healthy endpoint's surplus stays a
-// JetStream backlog instead of making a round trip through PostgreSQL (hand-back, scheduler,
-// republish) that costs more than the delivery itself. A slow or hung endpoint is never
-// waited for: its surplus is handed back as before, so it cannot hold up the others.
-func (e *endpoint) admit(ctx context.Context) {
-	if e.held.Load() < e.limit || !e.fast(time.Now()) {
-		return
-	}
-	timer := time.NewTimer(fastWindow)
-	defer timer.Stop()
-	for e.held.Load() >= e.limit {
-		select {
-		case <-e.room:
-		case <-timer.C:
-			return
-		case <-ctx.Done():
-			return
+// reserve takes a place (in flight or waiting) at the endpoint for one delivery; false means
+// none is left and the delivery is handed back. It runs on the consumer's callback, in order,
+// before the delivery's worker starts. When the endpoint is full but fast (it finished an
+// attempt within fastWindow and its attempts take less than slowAttempt on average), reserve
+// first waits, at most fastWindow, for a place: pulling pauses, so a saturated but healthy
+// endpoint's surplus stays a JetStream backlog instead of a round trip through PostgreSQL
+// (hand-back, scheduler, republish) that costs more than the delivery itself. A slow or hung
+// endpoint is never waited for: its surplus is handed back, so it cannot hold up the others.
+func (e *endpoint) reserve(ctx context.Context) bool {
+	if e.held.Load() >= e.limit && e.fast(time.Now()) {
+		timer := time.NewTimer(fastWindow)
+		defer timer.Stop()
+	wait:
+		for e.held.Load() >= e.limit {
+			select {
+			case <-e.room:
+			case <-timer.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
 		}
+	}
+	if e.held.Add(1) > e.limit {
+		e.held.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release gives back a place taken by reserve when no attempt followed.
+func (e *endpoint) release() {
+	e.held.Add(-1)
+	e.signal()
+}
+
+func (e *endpoint) signal() {
+	select {
+	case e.room <- struct{}{}:
+	default:
 	}
 }
 
@@ -111,7 +130,6 @@ type entry int
 const (
 	entered   entry = iota // a slot at once
 	waited                 // a slot after waiting
-	full                   // no slot and no waiting place: hand the delivery back
 	cancelled              // ctx ended while waiting
 )
 
@@ -127,12 +145,9 @@ func (d *Dispatcher) endpoint(id uuid.UUID) *endpoint {
 	return ep
 }
 
-// enter takes a slot; after entered or waited the caller must call leave.
+// enter takes a slot for a delivery that holds a place (reserve); after entered or waited
+// the caller must call leave, which also gives the place back.
 func (e *endpoint) enter(ctx context.Context, waiting prometheus.Gauge) entry {
-	if e.held.Add(1) > e.limit {
-		e.held.Add(-1)
-		return full
-	}
 	select {
 	case e.slots <- struct{}{}:
 		return entered
@@ -144,16 +159,11 @@ func (e *endpoint) enter(ctx context.Context, waiting prometheus.Gauge) entry {
 	case e.slots <- struct{}{}:
 		return waited
 	case <-ctx.Done():
-		e.held.Add(-1)
 		return cancelled
 	}
 }
 
 func (e *endpoint) leave() {
 	<-e.slots
-	e.held.Add(-1)
-	select {
-	case e.room <- struct{}{}:
-	default:
-	}
+	e.release()
 }

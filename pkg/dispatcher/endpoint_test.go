@@ -35,29 +35,39 @@ func TestEndpointFast(t *testing.T) {
 	}
 }
 
-func TestEndpointAdmitWaitsForFastEndpoint(t *testing.T) {
+// reserve holds at most 3× concurrency places; a fast, full endpoint makes it wait for one,
+// a hung endpoint never does: the delivery is handed back at once.
+func TestEndpointReserve(t *testing.T) {
 	ctx := context.Background()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"})
 	e := newTestEndpoint(1)
 	for range 3 {
-		go e.enter(ctx, g) // one in flight, two waiting: full
+		if !e.reserve(ctx) {
+			t.Fatal("reserve refused a place below the limit")
+		}
 	}
-	for e.held.Load() < e.limit {
-		time.Sleep(time.Millisecond)
+	if e.enter(ctx, g) != entered {
+		t.Fatal("the first reserved delivery did not get the slot")
 	}
 	go func() { time.Sleep(10 * time.Millisecond); e.leave() }()
-	start := time.Now()
-	e.admit(ctx)
-	if e.held.Load() >= e.limit {
-		t.Fatalf("admit returned while the endpoint was still full, after %v", time.Since(start))
+	if !e.reserve(ctx) { // fast (new) endpoint: waits for the place leave frees
+		t.Fatal("reserve gave up on a fast endpoint that freed a place")
+	}
+	if n := e.held.Load(); n != 3 {
+		t.Fatalf("held = %d after leave and reserve, want 3", n)
 	}
 
 	hung := newTestEndpoint(1)
 	hung.born = time.Now().Add(-time.Minute)
 	hung.held.Store(hung.limit)
-	start = time.Now()
-	hung.admit(ctx)
-	if d := time.Since(start); d > 5*time.Millisecond {
-		t.Fatalf("admit waited %v for an endpoint that makes no progress", d)
+	start := time.Now()
+	if hung.reserve(ctx) {
+		t.Fatal("reserve gave a place beyond the limit")
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Fatalf("reserve waited %v for an endpoint that makes no progress", d)
+	}
+	if n := hung.held.Load(); n != hung.limit {
+		t.Fatalf("a refused reserve changed held to %d", n)
 	}
 }

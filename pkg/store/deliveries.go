@@ -113,7 +113,8 @@ WITH x AS (
 ), upd AS (
 	UPDATE deliveries d SET status = x.status, attempt_count = x.count, next_attempt_at = x.next,
 	       last_status_code = COALESCE(NULLIF(x.code, 0), d.last_status_code), updated_at = now()
-	FROM x WHERE d.id = x.id AND d.attempt_count = x.expected AND d.status IN ('pending', 'retrying')
+	FROM x WHERE d.id = ANY($1::uuid[]) -- an index condition, so a stale estimate never seq-scans deliveries
+	  AND d.id = x.id AND d.attempt_count = x.expected AND d.status IN ('pending', 'retrying')
 	RETURNING d.id, d.webhook_id, d.event_id
 ), el AS (
 	INSERT INTO error_log (delivery_id, webhook_id, event_id, attempt, error)
