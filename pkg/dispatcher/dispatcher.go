@@ -149,7 +149,7 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 			defer workers.Done()
 			d.handle(attemptCtx, m, w, ep, reserved)
 		}()
-	}, jetstream.PullMaxMessages(buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(buffer), natsx.PullExpiry, natsx.PullHeartbeat, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		d.log.Debug("consume", "err", err)
 	}))
 	if err != nil {

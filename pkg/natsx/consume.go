@@ -9,19 +9,28 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ConsumeBatches pulls from cons and calls handle with whatever has arrived, up to max
+// ConsumeBatches pulls from cons and calls handle with whatever has arrived, up to batchMax
 // messages: one message when traffic is light, a full batch under load, never a fixed wait.
 // workers batches run at once, so one batch's database round trips overlap the next one's.
-// The in-memory buffer holds at most 2*max messages, so overload stays a JetStream backlog.
+// The in-memory buffer holds at most the consumer's MaxAckPending messages, so overload stays
+// a JetStream backlog.
 // When ctx ends it stops pulling, lets the batches in hand finish (handle gets a context that
 // is not cancelled) and naks what was buffered, so another replica takes it at once.
-func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max, workers int, log *slog.Logger,
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, batchMax, workers int, log *slog.Logger,
 	handle func(context.Context, []jetstream.Msg)) error {
-	ch := make(chan jetstream.Msg, max)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	// The callback must never block: nats.go runs it on the subscription's goroutine, and a
+	// blocked callback starves the pull bookkeeping until the heartbeat monitor resets it
+	// (measured: a 30 s stall with 264 events left). The server delivers at most
+	// MaxAckPending unacked messages, so a channel that size always has room.
+	ch := make(chan jetstream.Msg, max(info.Config.MaxAckPending, batchMax))
 	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
-		jetstream.PullMaxMessages(max),
+		jetstream.PullMaxMessages(batchMax), PullExpiry, PullHeartbeat,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			log.Debug("consume", "err", err) // heartbeats missed during a NATS restart; it resumes
+			log.Debug("consume", "err", err) // e.g. a missed heartbeat: the pull is re-issued
 		}))
 	if err != nil {
 		return err
@@ -32,10 +41,10 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max, workers i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batchLoop(ctx, ch, max, func(b []jetstream.Msg) { handle(work, b) })
+			batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { handle(work, b) })
 		}()
 	}
-	batchLoop(ctx, ch, max, func(b []jetstream.Msg) { handle(work, b) })
+	batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { handle(work, b) })
 	wg.Wait()
 	cc.Stop()
 	// The callback may be blocked sending a message it already holds: drain until the
@@ -81,3 +90,12 @@ func batchLoop(ctx context.Context, ch chan jetstream.Msg, max int, handle func(
 		}
 	}
 }
+
+// Pull requests expire after 5 s with a heartbeat every second (nats.go's defaults are 30 s and
+// 15 s). Under a backlog we saw a pull request go missing now and then with the client still
+// counting on it: nothing arrived until the heartbeat monitor noticed, 30 s later. With these
+// the client notices within 2 s.
+var (
+	PullExpiry    = jetstream.PullExpiry(5 * time.Second)
+	PullHeartbeat = jetstream.PullHeartbeat(time.Second)
+)
