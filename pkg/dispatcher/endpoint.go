@@ -110,14 +110,21 @@ func (e *endpoint) observe(d time.Duration) {
 }
 
 // handBackAt schedules a handed-back delivery. Hand-backs of one endpoint are spread at the
-// rate the endpoint has been absorbing deliveries (concurrency / average duration), starting
-// at least base from now, so a saturated endpoint's surplus comes back about when there is
+// rate the endpoint has been absorbing deliveries (concurrency / average duration, or / the
+// time since it last finished an attempt when that is longer), starting at least base from now, so a saturated endpoint's surplus comes back about when there is
 // room for it, instead of every surplus delivery bouncing through PostgreSQL each second. A
 // hung endpoint (durations at the timeout) gets its surplus spread far apart.
 func (e *endpoint) handBackAt(now time.Time, base time.Duration) time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	step := time.Duration(max(e.latency, 0.0005) / float64(cap(e.slots)) * float64(time.Second))
+	// An endpoint that has finished nothing for a while (hung: its attempts run to the
+	// timeout) has no useful average yet; the time it has been stuck stands in for it.
+	since := e.born
+	if last := e.lastDone.Load(); last != 0 {
+		since = time.Unix(0, last)
+	}
+	latency := max(e.latency, now.Sub(since).Seconds(), 0.0005)
+	step := time.Duration(latency / float64(cap(e.slots)) * float64(time.Second))
 	if earliest := now.Add(base); e.nextSlot.Before(earliest) {
 		e.nextSlot = earliest
 	}

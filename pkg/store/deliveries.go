@@ -147,48 +147,34 @@ RETURNING r.id, w.gone IS NOT NULL, w.disable`
 // share the work) and marked pending only when publish returned nil. A crash between publish
 // and commit republishes the same attempt with the same Nats-Msg-Id, which the stream drops.
 func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Due) error) (int, error) {
-	var n int
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
-		tx := btx.Tx // raw SQL with bound parameters
-		rows, err := tx.QueryContext(ctx, `
-			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
-			       (extract(epoch FROM next_attempt_at) * 1000000)::bigint::text
-			FROM deliveries WHERE status = 'retrying' AND next_attempt_at <= now()
-			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
-		if err != nil {
-			return fmt.Errorf("select due deliveries: %w", err)
-		}
-		qs, err := scanQueued(rows)
-		if err != nil || len(qs) == 0 {
-			return err
-		}
-		if err := publish(qs); err != nil {
-			return err
-		}
-		if err := markPending(ctx, tx, qs); err != nil {
-			return err
-		}
-		n = len(qs)
-		return nil
-	})
-	return n, err
+	return claim(ctx, db, "due", publish, `
+		SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
+		       (extract(epoch FROM next_attempt_at) * 1000000)::bigint::text
+		FROM deliveries WHERE status = 'retrying' AND next_attempt_at <= now()
+		ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 }
 
 // ClaimStale takes deliveries that are pending (published) but have not moved for olderThan:
 // their message was lost (a crash between commit and publish, a purged stream). publish sends
 // them again; updated_at moves so each is resent at most once per olderThan.
 func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int, publish func([]delivery.Due) error) (int, error) {
+	return claim(ctx, db, "stale", publish, `
+		SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
+		       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text
+		FROM deliveries WHERE status = 'pending' AND updated_at < now() - $2::interval
+		ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+		limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
+}
+
+// claim locks the rows query selects, publishes them, and marks them pending, in one
+// transaction; it returns how many it published.
+func claim(ctx context.Context, db *DB, what string, publish func([]delivery.Due) error, query string, args ...any) (int, error) {
 	var n int
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
-		rows, err := tx.QueryContext(ctx, `
-			SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
-			       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text
-			FROM deliveries WHERE status = 'pending' AND updated_at < now() - $1::interval
-			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
-			fmt.Sprintf("%d microseconds", olderThan.Microseconds()), limit)
+		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
-			return fmt.Errorf("select stale deliveries: %w", err)
+			return fmt.Errorf("select %s deliveries: %w", what, err)
 		}
 		qs, err := scanQueued(rows)
 		if err != nil || len(qs) == 0 {
