@@ -100,7 +100,6 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	}
 	var sealer *webhook.Sealer
 	if cfg.EncryptionKey != nil {
-		var err error
 		if sealer, err = webhook.NewSealer(cfg.EncryptionKey); err != nil {
 			return fmt.Errorf("HOOKLINE_ENCRYPTION_KEY: %w", err)
 		}
