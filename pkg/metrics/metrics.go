@@ -105,16 +105,6 @@ func (s *Set) Handler() http.Handler {
 	return promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry})
 }
 
-// Serve answers /metrics, /healthz (alive) and /readyz (ready reports nil) on addr until ctx
-// ends. Processes without the API use it; the ingress serves the same paths through Fiber.
-func Serve(ctx context.Context, addr string, s *Set, ready func(context.Context) error) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return ServeListener(ctx, ln, s, ready)
-}
-
 func (s *Set) mux(ready func(context.Context) error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.Handler())
@@ -136,7 +126,8 @@ func (s *Set) mux(ready func(context.Context) error) *http.ServeMux {
 	return mux
 }
 
-// ServeListener is Serve on a listener the caller opened.
+// ServeListener answers /metrics, /healthz (alive) and /readyz (ready reports nil) on ln until
+// ctx ends. Processes without the API use it; the ingress serves the same paths through Fiber.
 func ServeListener(ctx context.Context, ln net.Listener, s *Set, ready func(context.Context) error) error {
 	mux := s.mux(ready)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -5,7 +5,6 @@ package natsx
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -163,11 +162,4 @@ func Ready(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	return nil
-}
-
-// IsTransient reports an error worth retrying (NATS or JetStream not answering right now).
-func IsTransient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected)
 }

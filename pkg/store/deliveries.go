@@ -15,8 +15,7 @@ import (
 type Outcome struct {
 	DeliveryID uuid.UUID
 	WebhookID  uuid.UUID
-	EventID    string // for error_log; may be empty (looked up)
-	Attempt    int    // the attempt this message was for, 1-based
+	Attempt    int // the attempt this message was for, 1-based
 	// Attempted is false when no request was made (the delivery was handed back because its
 	// endpoint is saturated, or ended because the webhook is gone): no attempt row then.
 	Attempted      bool

@@ -200,17 +200,3 @@ func (db *DB) MigrationStatus(ctx context.Context) (migrate.MigrationSlice, erro
 	}
 	return m.MigrationsWithStatus(ctx)
 }
-
-// IsUnavailable reports an error that means PostgreSQL is not reachable right now, as opposed
-// to a bad statement: consumers back off and retry on it.
-func IsUnavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// class 08 connection exception, 57P0x shutdown, 53 insufficient resources
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "53")
-	}
-	return !errors.Is(err, sql.ErrNoRows)
-}

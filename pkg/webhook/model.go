@@ -32,6 +32,3 @@ type EventType struct {
 // ErrNotFound reports a webhook id that matches no live registration. Callers test with
 // errors.Is.
 var ErrNotFound = errors.New("webhook not found")
-
-// ErrNotSubscribed reports a webhook that does not receive the event type asked for.
-var ErrNotSubscribed = errors.New("webhook not subscribed to this event type")
