@@ -5,6 +5,7 @@ package natsx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -114,9 +115,17 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Duplicates: 2 * time.Minute,
 		Replicas:   t.Replicas,
 	}}
+	// Create first and update only a stream or consumer whose settings differ: replicas that
+	// start together then leave an existing stream alone. (An update racing a consumer
+	// create is a data race inside nats-server 2.15 that -race reports.)
 	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("set up stream %s: %w", cfg.Name, err)
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("set up stream %s: %w", cfg.Name, err)
+			}
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return fmt.Errorf("update stream %s: %w", cfg.Name, err)
+			}
 		}
 	}
 	consumers := []struct {
@@ -138,16 +147,24 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		MaxAckPending: t.DispatchMaxAckPending,
 	}}}
 	for _, c := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
-			return fmt.Errorf("set up consumer %s: %w", c.cfg.Durable, err)
+		if _, err := js.CreateConsumer(ctx, c.stream, c.cfg); err != nil {
+			if !errors.Is(err, jetstream.ErrConsumerExists) {
+				return fmt.Errorf("set up consumer %s: %w", c.cfg.Durable, err)
+			}
+			if _, err := js.UpdateConsumer(ctx, c.stream, c.cfg); err != nil {
+				return fmt.Errorf("update consumer %s: %w", c.cfg.Durable, err)
+			}
 		}
 	}
-	_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	_, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      FilesBucket,
 		Description: "uploaded files",
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		err = nil // kept as it is: a bucket's settings are changed by an operator
+	}
 	if err != nil {
 		return fmt.Errorf("set up object store %s: %w", FilesBucket, err)
 	}
