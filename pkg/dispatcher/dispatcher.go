@@ -99,13 +99,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.m.WatchConsumer(natsx.DispatchConsumer, func(ctx context.Context) (uint64, uint64, error) {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return 0, 0, err
-		}
-		return info.NumPending, uint64(info.NumAckPending), nil
-	})
+	d.m.WatchConsumer(natsx.DispatchConsumer, natsx.ConsumerCounts(cons))
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return err

@@ -13,14 +13,7 @@ import (
 // of up to 1,000 while there are more.
 func (d *Dispatcher) schedule(ctx context.Context) {
 	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
-	tick := time.NewTicker(d.opts.ScanInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, d.opts.ScanInterval, func() {
 		for {
 			n, err := store.ClaimDue(ctx, d.db, 1000, publish)
 			if err != nil {
@@ -33,28 +26,34 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				break
 			}
 		}
-	}
+	})
 }
 
 // reconcile republishes deliveries that are pending but have not moved for ReconcileAfter:
 // their message was lost between a commit and a publish, or the stream was purged.
 func (d *Dispatcher) reconcile(ctx context.Context) {
 	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
-	every := min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute), func() {
 		n, err := store.ClaimStale(ctx, d.db, d.opts.ReconcileAfter, 1000, publish)
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("reconcile stale deliveries", "err", err)
 		}
 		if n > 0 {
 			d.log.Warn("republished stale deliveries", "count", n)
+		}
+	})
+}
+
+// every calls f each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			f()
 		}
 	}
 }

@@ -99,3 +99,14 @@ var (
 	PullExpiry    = jetstream.PullExpiry(5 * time.Second)
 	PullHeartbeat = jetstream.PullHeartbeat(time.Second)
 )
+
+// ConsumerCounts reads a consumer's pending and ack-pending counts, for the consumer gauges.
+func ConsumerCounts(cons jetstream.Consumer) func(context.Context) (pending, ackPending uint64, err error) {
+	return func(ctx context.Context) (uint64, uint64, error) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return info.NumPending, uint64(info.NumAckPending), nil
+	}
+}

@@ -70,7 +70,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.m.WatchConsumer(natsx.ProcessorConsumer, consumerStats(cons))
+	p.m.WatchConsumer(natsx.ProcessorConsumer, natsx.ConsumerCounts(cons))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); p.prune(ctx) }()
@@ -117,16 +117,6 @@ func (p *Processor) prune(ctx context.Context) {
 				break
 			}
 		}
-	}
-}
-
-func consumerStats(cons jetstream.Consumer) metrics.ConsumerStats {
-	return func(ctx context.Context) (uint64, uint64, error) {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return 0, 0, err
-		}
-		return info.NumPending, uint64(info.NumAckPending), nil
 	}
 }
 
