@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/hookline/hookline/pkg/webhook"
 )
 
 const (
@@ -186,10 +188,12 @@ func (c *Client) Do(parent context.Context, r Request) Result {
 	return res
 }
 
-// setHeaders assigns canonical keys directly into a pre-sized map: custom
-// headers first, then Content-Type and the Standard Webhooks headers so they
-// win. Hop-by-hop and framing headers are dropped (registration already
-// rejects them; this is defence in depth).
+// setHeaders assigns canonical keys directly into a pre-sized map:
+// Content-Type first, then custom headers, then the Standard Webhooks headers
+// so they win. A custom Content-Type is sent as given only when it says JSON
+// (the seed's example registers "application/json"). Hop-by-hop and framing
+// headers are dropped (registration already rejects them; this is defence in
+// depth).
 func setHeaders(req *http.Request, r Request) {
 	h := make(http.Header, len(r.Headers)+6)
 	// One backing array for every value instead of a []string per header.
@@ -199,16 +203,20 @@ func setHeaders(req *http.Request, r Request) {
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set("User-Agent", userAgent) // before custom headers: a receiver may want its own
+	set("Content-Type", "application/json")
 	for k, v := range r.Headers {
 		k = http.CanonicalHeaderKey(k)
 		switch k {
 		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
 			"Proxy-Connection", "Upgrade", "Te", "Trailer":
 			continue
+		case "Content-Type":
+			if !webhook.IsJSONMediaType(v) {
+				continue
+			}
 		}
 		set(k, v)
 	}
-	set("Content-Type", "application/json")
 	set("Webhook-Id", r.ID)
 	set("Webhook-Timestamp", r.Timestamp)
 	set("Webhook-Signature", r.Signature)

@@ -56,7 +56,7 @@ func TestDoDelivers(t *testing.T) {
 		URL: rc.URL + "/hook?x=1",
 		Headers: map[string]string{
 			"x-custom":     "yes",
-			"Content-Type": "text/plain", // overridden
+			"Content-Type": "text/plain", // not JSON: application/json instead
 			"webhook-id":   "spoofed",    // overridden
 		},
 		ID: "msg_1", Timestamp: "1700000000", Signature: "v1,c2ln",
@@ -91,6 +91,23 @@ func TestDoDelivers(t *testing.T) {
 	}
 	if rc.last.ContentLength != int64(len(body)) {
 		t.Errorf("ContentLength = %d, want %d", rc.last.ContentLength, len(body))
+	}
+}
+
+// TestDoSendsJSONContentTypeAsGiven: a registered Content-Type that says
+// JSON (the seed's example) reaches the receiver exactly as registered.
+func TestDoSendsJSONContentTypeAsGiven(t *testing.T) {
+	rc := newReceiver(t, ok)
+	c := New(Options{AllowPrivate: true})
+	const ct = "application/json; charset=utf-8"
+	res := c.Do(t.Context(), Request{URL: rc.URL, Headers: map[string]string{"content-type": ct}, Body: []byte(`{}`)})
+	if res.Err != nil || res.StatusCode != 200 {
+		t.Fatalf("Do = %+v, want 200", res)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if got := rc.last.Header.Values("Content-Type"); len(got) != 1 || got[0] != ct {
+		t.Errorf("Content-Type = %q, want [%q]", got, ct)
 	}
 }
 

@@ -101,6 +101,75 @@ func TestSeedFlow(t *testing.T) {
 	}
 }
 
+// TestSeedReadmeVerbatim runs the seed README's three calls as written there (the
+// registration body byte for byte, with only the event type id and receiver URL filled in and
+// an API key added): list event types, register with custom headers that include
+// "Content-Type: application/json", upload a file. The receiver gets the headers as given.
+func TestSeedReadmeVerbatim(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	rv := servicetest.NewReceiver(t)
+
+	// curl -X GET http://localhost:5000/event_type
+	types := sys.Do(t, http.MethodGet, "/event_type", nil)
+	var list []struct{ ID, Name string }
+	types.Decode(t, &list)
+	if types.Status != 200 || len(list) != 1 {
+		t.Fatalf("GET /event_type = %d %s", types.Status, types.Raw)
+	}
+
+	// curl -X POST http://localhost:5000/webhook/register -H "Content-Type: application/json" -d '…'
+	body := `{
+    "event_type_id": "` + list[0].ID + `",
+    "user_id": 1,
+    "url": "` + rv.URL + `/webhook",
+    "custom_headers": {
+        "Content-Type": "application/json",
+        "Authorization": "Bearer yourtokenhere"
+    },
+    "custom_payload": {
+        "key1": "value1",
+        "key2": "value2"
+    }
+}`
+	reg := sys.Do(t, http.MethodPost, "/webhook/register", body)
+	if reg.Status != 200 || reg.Message != "Register Webhook Successfully!" {
+		t.Fatalf("register = %d %s", reg.Status, reg.Raw)
+	}
+	var w struct{ ID, Secret string }
+	reg.Decode(t, &w)
+	rv.Verify(w.Secret)
+
+	// curl -X POST http://localhost:5000/upload_file/webhook_id/<id> -F "file=@/path/to/your/file"
+	if up := sys.Upload(t, w.ID, "file", "file.txt", []byte("seed")); up.Status != 200 {
+		t.Fatalf("upload = %d %s", up.Status, up.Raw)
+	}
+	servicetest.Eventually(t, 10*time.Second, "the webhook", func() bool { return rv.Count() == 1 })
+	got := rv.Got()[0]
+	if !got.Verified {
+		t.Fatalf("signature %q did not verify", got.Signature)
+	}
+	if ct := got.Header.Values("Content-Type"); len(ct) != 1 || ct[0] != "application/json" {
+		t.Errorf("Content-Type = %q, want [application/json]", ct)
+	}
+	if a := got.Header.Get("Authorization"); a != "Bearer yourtokenhere" {
+		t.Errorf("Authorization = %q, want the registered bearer token", a)
+	}
+	var b map[string]any
+	if err := json.Unmarshal(got.Body, &b); err != nil || b["key1"] != "value1" || b["key2"] != "value2" || b["type"] != "upload.completed" {
+		t.Fatalf("body = %s (%v)", got.Body, err)
+	}
+
+	// Any other Content-Type is refused: the body is JSON.
+	bad := strings.Replace(body, `"Content-Type": "application/json"`, `"Content-Type": "text/xml"`, 1)
+	r := sys.Do(t, http.MethodPost, "/webhook/register", bad)
+	if r.Status != 422 || !strings.Contains(string(r.Raw), "the body is JSON") {
+		t.Fatalf("register with text/xml = %d %s, want 422 saying the body is JSON", r.Status, r.Raw)
+	}
+	if n := sys.Count(t, "SELECT count(*) FROM webhook_registrations"); n != 1 {
+		t.Errorf("webhook_registrations = %d after the refused registration, want 1", n)
+	}
+}
+
 // A receiver that answers 500 twice and then 200 gets three attempts, same webhook-id, same
 // body, and the delivery ends succeeded.
 func TestRetryThenSuccess(t *testing.T) {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/url"
 	"slices"
 	"strings"
@@ -56,7 +57,6 @@ func urlError(problem string) error { return &FieldError{Field: "url", Problem: 
 var refusedHeaders = map[string]bool{
 	"host":                true,
 	"content-length":      true,
-	"content-type":        true,
 	"transfer-encoding":   true,
 	"connection":          true,
 	"keep-alive":          true,
@@ -71,9 +71,12 @@ var refusedHeaders = map[string]bool{
 // ValidateHeaders checks a webhook's custom headers: at most 32; names are
 // HTTP tokens (RFC 7230) of at most 256 bytes, unique regardless of case,
 // neither "webhook-*" nor a transport header (Host, Content-Length,
-// Content-Type, Transfer-Encoding, Connection and the other hop-by-hop
-// headers); values are at most 1 KiB and contain no CR, LF, NUL or other
-// control character but tab (net/http would refuse to send them).
+// Transfer-Encoding, Connection and the other hop-by-hop headers); values
+// are at most 1 KiB and contain no CR, LF, NUL or other control character
+// but tab (net/http would refuse to send them). Content-Type is allowed
+// when its media type is application/json (any case, with parameters such
+// as charset=utf-8), as the seed's own example sets it; it is then sent as
+// given. Any other Content-Type would misdescribe the JSON body.
 //
 // It returns a *FieldError for field "custom_headers" whose problem names
 // the header; with several bad headers, the first in sorted order. A nil
@@ -106,8 +109,18 @@ func ValidateHeaders(h map[string]string) error {
 		if err := checkHeaderValue(name, h[name]); err != nil {
 			return err
 		}
+		if lower == "content-type" && !IsJSONMediaType(h[name]) {
+			return headerError(fmt.Sprintf("header %q must be application/json (optionally with parameters such as charset=utf-8): the body is JSON", name))
+		}
 	}
 	return nil
+}
+
+// IsJSONMediaType reports whether a Content-Type value's media type is
+// application/json, whatever its case and parameters.
+func IsJSONMediaType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	return err == nil && mt == "application/json" // ParseMediaType lower-cases it
 }
 
 func checkHeaderName(name string) error {
