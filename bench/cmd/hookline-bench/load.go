@@ -14,23 +14,26 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// natsGen publishes bench events straight to events.bench.event, as another service would:
-// JSON per pkg/event with a Nats-Msg-Id, asynchronously, counting acks and errors.
+// natsGen publishes bench events straight to events.bench.event (the floor: floor.bench.event),
+// as another service would: JSON per pkg/event with a Nats-Msg-Id, asynchronously, counting
+// acks and errors.
 type natsGen struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
+	subject   string
 	prefix    string
 	seq       atomic.Int64
 	errors    atomic.Int64
 	endpoints int
 }
 
-func newNATSGen(url, prefix string, endpoints int) (*natsGen, error) {
+// newNATSGen publishes to subject ("events."+benchType for Hookline).
+func newNATSGen(url, subject, prefix string, endpoints int) (*natsGen, error) {
 	nc, err := nats.Connect(url, nats.Name("hookline-bench"))
 	if err != nil {
 		return nil, err
 	}
-	g := &natsGen{nc: nc, prefix: prefix, endpoints: max(endpoints, 1)}
+	g := &natsGen{nc: nc, subject: subject, prefix: prefix, endpoints: max(endpoints, 1)}
 	g.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192),
 		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { g.errors.Add(1) }))
 	if err != nil {
@@ -59,7 +62,7 @@ func (g *natsGen) publish() (int, error) {
 	n := g.seq.Add(1)
 	ep := int(n % int64(g.endpoints))
 	id := g.prefix + strconv.FormatInt(n, 10)
-	m := &nats.Msg{Subject: "events." + benchType, Data: eventBody(make([]byte, 0, 160), id, ep+1, n),
+	m := &nats.Msg{Subject: g.subject, Data: eventBody(make([]byte, 0, 160), id, ep+1, n),
 		Header: nats.Header{nats.MsgIdHdr: []string{id}}}
 	_, err := g.js.PublishMsgAsync(m)
 	if err != nil {

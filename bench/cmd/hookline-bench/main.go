@@ -1,8 +1,11 @@
 // Command hookline-bench is Hookline's end-to-end benchmark (`make bench`): it runs the
 // all-in-one in this process (or, with -processes, the three services as separate processes
 // on a NATS server it hosts), loopback receivers and a load generator, runs the scenarios of
-// issue 6 on a database of its own (hookline_bench_<pid>, dropped at the end), and writes
-// bench/results/<date>.json and .md with SVG charts.
+// issues 6 and 9 on a database of its own (hookline_bench_<pid>, dropped at the end), and
+// writes bench/results/<date>.json and .md with SVG charts. The floor scenario (floor.go) is a
+// minimal pass-through with Hookline's durability, the yardstick every other figure is also
+// reported against; the crash scenario (crash.go) SIGKILLs the all-in-one binary mid-delivery
+// and restarts it.
 package main
 
 import (
@@ -31,7 +34,10 @@ type bench struct {
 	runs             int
 	scenarios        []string
 	rates, httpRates []int
+	floorRates       []int
 	drainEvents      int
+	crashEvents      int
+	crashDeadline    time.Duration
 	processes        bool
 	httpConcurrency  int
 	window           int64
@@ -57,15 +63,19 @@ func main() {
 	var (
 		b                           bench
 		scenarios, rates, httpRates string
+		floorRates                  string
 		serverURL                   string
 	)
-	flag.DurationVar(&b.duration, "duration", 30*time.Second, "length of each run")
+	flag.DurationVar(&b.duration, "duration", 20*time.Second, "length of each run")
 	flag.DurationVar(&b.warmup, "warmup", 0, "start of each run left out of the figures (0 = min(5s, duration/5))")
 	flag.IntVar(&b.runs, "runs", 3, "runs of each scenario variant")
-	flag.StringVar(&scenarios, "scenarios", "nats,nats-sync,http,upload,latency,latency-http,hol,drain", "scenarios to run")
+	flag.StringVar(&scenarios, "scenarios", "floor,nats,nats-sync,http,upload,latency,latency-http,hol,drain,crash", "scenarios to run")
 	flag.StringVar(&rates, "rates", "1000,5000,10000", "fixed rates (events/s) of the latency scenario (NATS publish)")
 	flag.StringVar(&httpRates, "http-rates", "1000,5000", "fixed rates (events/s) of the latency-http scenario (POST /events)")
+	flag.StringVar(&floorRates, "floor-rates", "1000,5000", "fixed rates (events/s) of the floor's latency variants")
 	flag.IntVar(&b.drainEvents, "drain-events", 200_000, "backlog of the drain scenario")
+	flag.IntVar(&b.crashEvents, "crash-events", 20_000, "events owed in the crash scenario")
+	flag.DurationVar(&b.crashDeadline, "crash-deadline", 120*time.Second, "crash: how long after the restart an event may still arrive before it counts as lost")
 	flag.BoolVar(&b.processes, "processes", false, "run ingress, processor and dispatcher as separate processes")
 	flag.IntVar(&b.httpConcurrency, "http-concurrency", 64, "concurrent clients of the HTTP saturation scenario (uploads: half)")
 	flag.Int64Var(&b.window, "window", 16384, "saturation: most events published but not yet received")
@@ -77,7 +87,7 @@ func main() {
 	flag.BoolVar(&verbose, "v", false, "log details to stderr")
 	flag.Parse()
 	b.scenarios = strings.Split(scenarios, ",")
-	b.rates, b.httpRates = ints(rates), ints(httpRates)
+	b.rates, b.httpRates, b.floorRates = ints(rates), ints(httpRates), ints(floorRates)
 	if b.warmup == 0 {
 		b.warmup = min(5*time.Second, b.duration/5)
 	}
@@ -88,6 +98,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// hooklineBin is the all-in-one binary built for the crash scenario.
+func (b *bench) hooklineBin() string { return filepath.Join(b.binDir, "hookline") }
 
 func ints(s string) []int {
 	var out []int
@@ -120,14 +133,19 @@ func (b *bench) main(ctx context.Context, serverURL string) error {
 	b.db = benchDB{serverURL: serverURL, name: fmt.Sprintf("hookline_bench_%d", os.Getpid())}
 	defer func() { _ = b.db.drop(context.WithoutCancel(ctx)) }()
 	b.adminKey = randomKey()
+	b.binDir = filepath.Join(b.tmp, "bin")
+	var build []string
 	if b.processes {
-		b.binDir = filepath.Join(b.tmp, "bin")
-		for _, s := range []string{"ingress", "processor", "dispatcher"} {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.binDir, s), "./services/"+s)
-			cmd.Dir, cmd.Stdout, cmd.Stderr = b.repo, os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("build %s: %w", s, err)
-			}
+		build = append(build, "ingress", "processor", "dispatcher")
+	}
+	if slices.Contains(b.scenarios, "crash") {
+		build = append(build, "hookline")
+	}
+	for _, s := range build {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.binDir, s), "./services/"+s)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = b.repo, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", s, err)
 		}
 	}
 	meta := b.meta(ctx)
@@ -196,7 +214,8 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 		"os_arch":    runtime.GOOS + "/" + runtime.GOARCH,
 		"mode":       mode,
 		"flags": map[string]any{"duration": b.duration.String(), "warmup": b.warmup.String(), "runs": b.runs,
-			"scenarios": b.scenarios, "rates": b.rates, "http_rates": b.httpRates, "drain_events": b.drainEvents,
+			"scenarios": b.scenarios, "rates": b.rates, "http_rates": b.httpRates, "floor_rates": b.floorRates,
+			"drain_events": b.drainEvents, "crash_events": b.crashEvents, "crash_deadline": b.crashDeadline.String(),
 			"processes": b.processes, "http_concurrency": b.httpConcurrency, "window": b.window},
 		"settings": map[string]any{
 			"HOOKLINE_NATS_SYNC":             "default (JetStream periodic fsync; nats-sync scenario: always)",
@@ -219,7 +238,13 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 			"dispatcher_outcome_batch":       512,
 			"signatures":                     "on (Standard Webhooks HMAC-SHA256), every attempt recorded",
 		},
-		"receiver":  "fasthttp server on 127.0.0.1, answers 200 at once (hol: 10 of 100 endpoints hang until the client gives up)",
+		"receiver": "fasthttp server on 127.0.0.1, answers 200 at once (hol: 10 of 100 endpoints hang until the client gives up)",
+		"floor": fmt.Sprintf("JetStream file stream on an embedded server (default sync, in-process connection) → pull consumer → "+
+			"one pgx COPY per batch of what is queued (≤ %d rows, synchronous_commit=on) → fasthttp POST of the body (%d keep-alive connections) → "+
+			"one AckAll per batch after every 2xx; no signing, no attempt log", floorBatchMax, floorPosters),
+		"crash": fmt.Sprintf("all-in-one binary as a child process (embedded NATS, data dir in a temp dir), one webhook to one healthy receiver; "+
+			"%d events on NATS events.%s (unacked publishes retried with the same Nats-Msg-Id); SIGKILL at a quarter received, "+
+			"restart at once on the same data dir and database; lost = owed events not received %s after the restart", b.crashEvents, benchType, b.crashDeadline),
 		"generator": "NATS: nats.go JetStream PublishAsync with Nats-Msg-Id; HTTP: fasthttp client; in this process",
 	}
 	if c, err := pgx.Connect(ctx, b.db.serverURL); err == nil {

@@ -70,13 +70,16 @@ func (r *receiver) handle(c *fasthttp.RequestCtx) {
 }
 
 // stamp finds "t":<digits> in a webhook body; 0 when absent (uploads carry none).
-func stamp(body []byte) int64 {
-	k := bytes.Index(body, []byte(`"t":`))
+func stamp(body []byte) int64 { return numField(body, `"t":`) }
+
+// numField is the non-negative integer after the first key (`"name":`) in body; 0 when absent.
+func numField(body []byte, key string) int64 {
+	k := bytes.Index(body, []byte(key))
 	if k < 0 {
 		return 0
 	}
 	var v int64
-	for _, ch := range body[k+4:] {
+	for _, ch := range body[k+len(key):] {
 		if ch < '0' || ch > '9' {
 			break
 		}

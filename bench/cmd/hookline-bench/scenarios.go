@@ -54,10 +54,7 @@ func (b *bench) specs() []spec {
 	for _, name := range b.scenarios {
 		switch name {
 		case "nats", "nats-sync":
-			out = append(out, spec{name: name, endpoints: 1, syncAlways: name == "nats-sync", load: func(ctx context.Context, b *bench, e *env) {
-				sent := closedLoop(ctx, e.nats.publish, func(int) bool { return true }, e.rec.count.Load, b.window)
-				e.extra["published"] = float64(sent)
-			}})
+			out = append(out, spec{name: name, endpoints: 1, syncAlways: name == "nats-sync", load: saturate})
 		case "http":
 			out = append(out, spec{name: name, endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
 				workers(ctx, b.httpConcurrency, e.http.postEvent)
@@ -68,9 +65,7 @@ func (b *bench) specs() []spec {
 			}})
 		case "latency":
 			for _, r := range b.rates {
-				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
-					e.extra["published"] = float64(fixedRate(ctx, r, func() { _, _ = e.nats.publish() }))
-				}})
+				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: atRate(r)})
 			}
 		case "latency-http":
 			for _, r := range b.httpRates {
@@ -107,18 +102,42 @@ func (b *bench) specs() []spec {
 			}
 		case "drain":
 			out = append(out, spec{name: name, endpoints: 1})
+		case "floor":
+			// The yardstick: saturation as nats, then the latency scenario's rates.
+			out = append(out, spec{name: name, endpoints: 1, load: saturate})
+			for _, r := range b.floorRates {
+				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: atRate(r)})
+			}
+		case "crash":
+			out = append(out, spec{name: name, endpoints: 1})
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, drain)\n", name)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, drain, floor, crash)\n", name)
 			os.Exit(2)
 		}
 	}
 	return out
 }
 
+// saturate publishes to NATS as fast as events are delivered (window rules of closedLoop).
+func saturate(ctx context.Context, b *bench, e *env) {
+	sent := closedLoop(ctx, e.nats.publish, func(int) bool { return true }, e.rec.count.Load, b.window)
+	e.extra["published"] = float64(sent)
+}
+
+// atRate publishes to NATS at a fixed rate (events/s).
+func atRate(rate int) func(ctx context.Context, b *bench, e *env) {
+	return func(ctx context.Context, b *bench, e *env) {
+		e.extra["published"] = float64(fixedRate(ctx, rate, func() { _, _ = e.nats.publish() }))
+	}
+}
+
 // runOnce starts a fresh system (new database, new NATS store), runs sp's load for the run
 // length and measures the window after the warm-up.
 func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error) {
 	res := runResult{Scenario: sp.name, Variant: sp.variant, Run: run, Metrics: map[string]float64{}}
+	if sp.name == "crash" {
+		return b.crash(ctx, res)
+	}
 	if err := b.db.reset(ctx); err != nil {
 		return res, err
 	}
@@ -134,23 +153,37 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 	}
 	defer rv.close()
 	o := b.sysOpts(dataDir)
-	o.syncAlways = sp.syncAlways
-	o.noDispatcher = sp.name == "drain"
-	sys, err := startSystem(ctx, o)
-	if err != nil {
-		return res, err
-	}
-	defer sys.stop()
-	urls := make([]string, sp.endpoints)
-	for i := range urls {
-		urls[i] = rv.endpointURL(i)
-	}
-	ids, err := registerEndpoints(ctx, o.dbURL, urls)
-	if err != nil {
-		return res, err
+	var (
+		sys     *system
+		ids     []string
+		natsURL string
+		subject = "events." + benchType
+	)
+	if sp.name == "floor" {
+		fl, err := startFloor(ctx, dataDir, o.dbURL, rv.endpointURL(0))
+		if err != nil {
+			return res, fmt.Errorf("floor: %w", err)
+		}
+		defer fl.close()
+		natsURL, subject = fl.NATSURL, floorSubject
+	} else {
+		o.syncAlways = sp.syncAlways
+		o.noDispatcher = sp.name == "drain"
+		if sys, err = startSystem(ctx, o); err != nil {
+			return res, err
+		}
+		defer sys.stop()
+		urls := make([]string, sp.endpoints)
+		for i := range urls {
+			urls[i] = rv.endpointURL(i)
+		}
+		if ids, err = registerEndpoints(ctx, o.dbURL, urls); err != nil {
+			return res, err
+		}
+		natsURL = sys.NATSURL
 	}
 	prefix := strings.NewReplacer("/", "", " ", "").Replace(fmt.Sprintf("%s-%s-%d-", sp.name, sp.variant, run))
-	ng, err := newNATSGen(sys.NATSURL, prefix, sp.endpoints)
+	ng, err := newNATSGen(natsURL, subject, prefix, sp.endpoints)
 	if err != nil {
 		return res, err
 	}
@@ -167,7 +200,9 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 	}
 	rec.reset()
 	e := &env{sys: sys, rv: rv, rec: rec, webhooks: ids, prefix: prefix, nats: ng, extra: map[string]float64{}, start: rec.start}
-	e.http = newHTTPGen(sys.APIURL, o.adminKey, prefix+"h", ids, rec.start)
+	if sys != nil {
+		e.http = newHTTPGen(sys.APIURL, o.adminKey, prefix+"h", ids, rec.start)
+	}
 	if b.cpuprofile != "" && run == 1 && sp.name == b.profileScenario && !b.profiled {
 		f, err := os.Create(b.cpuprofile)
 		if err == nil {
@@ -187,13 +222,15 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 		p := percentiles(lats)
 		res.Latency = &p
 	}
-	if hn, replies := e.http.replies.window(b.warmup, b.duration); hn > 0 {
-		res.Metrics["accepted_per_s"] = float64(hn) / measured
-		p := percentiles(replies)
-		res.Reply = &p
-	}
-	if f := e.http.fail.Load(); f > 0 {
-		res.Metrics["http_failures"] = float64(f)
+	if e.http != nil {
+		if hn, replies := e.http.replies.window(b.warmup, b.duration); hn > 0 {
+			res.Metrics["accepted_per_s"] = float64(hn) / measured
+			p := percentiles(replies)
+			res.Reply = &p
+		}
+		if f := e.http.fail.Load(); f > 0 {
+			res.Metrics["http_failures"] = float64(f)
+		}
 	}
 	for k, v := range e.extra {
 		res.Metrics[k] = v

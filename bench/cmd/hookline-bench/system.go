@@ -56,13 +56,21 @@ func (b benchDB) admin(ctx context.Context, sql string) error {
 	return err
 }
 
-// reset drops and recreates the database and applies the migrations.
-func (b benchDB) reset(ctx context.Context) error {
+// recreate drops the database and creates it empty.
+func (b benchDB) recreate(ctx context.Context) error {
 	if err := b.drop(ctx); err != nil {
 		return err
 	}
 	if err := b.admin(ctx, "CREATE DATABASE "+b.name); err != nil {
 		return fmt.Errorf("create database %s: %w", b.name, err)
+	}
+	return nil
+}
+
+// reset recreates the database and applies the migrations.
+func (b benchDB) reset(ctx context.Context) error {
+	if err := b.recreate(ctx); err != nil {
+		return err
 	}
 	db, err := store.Open(ctx, b.url(), 2)
 	if err != nil {
