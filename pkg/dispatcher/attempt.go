@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/egress"
@@ -35,7 +33,8 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 	end := time.Now()
 	d.m.AttemptDuration.Observe(res.Latency.Seconds())
 	out := store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt, Attempted: true,
-		StatusCode: res.StatusCode, Latency: res.Latency, Response: excerpt(res.Body), At: end}
+		StatusCode: res.StatusCode, Latency: res.Latency, Response: excerpt(res.Body), At: end,
+		Fresh: msg.Key == "" && msg.Attempt == 1, WebhookFailing: t.failing.Load()}
 	if res.Err != nil {
 		out.Error = errorText(res.Err)
 	}
@@ -71,21 +70,17 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 	return out, true
 }
 
-// excerpt keeps the response body as valid UTF-8 text for the attempt row.
+// excerpt keeps the response body as valid UTF-8 text without NUL for the attempt row.
 func excerpt(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	s := string(b)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	return strings.ReplaceAll(s, "\x00", "")
+	return store.CleanText(string(b))
 }
 
 func errorText(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout: " + err.Error()
+		return "timeout: " + store.CleanText(err.Error())
 	}
-	return err.Error()
+	return store.CleanText(err.Error())
 }

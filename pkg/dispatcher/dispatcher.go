@@ -82,6 +82,12 @@ type Dispatcher struct {
 
 	mu        sync.Mutex
 	endpoints map[uuid.UUID]*endpoint
+
+	// keepAliveEvery is how often a held message is reported in progress: AckWait is short
+	// (10 s by default) so that after a crash the messages a dead dispatcher held come back
+	// within seconds, and a worker that holds one longer (waiting for a slot, a slow
+	// receiver) keeps it with InProgress.
+	keepAliveEvery time.Duration
 }
 
 // New builds a dispatcher.
@@ -104,6 +110,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.keepAliveEvery = info.Config.AckWait * 2 / 5
 	w := newWriter(d, d.opts.BatchSize)
 	g, gctx := errgroup.WithContext(ctx)
 	for range d.opts.Writers {
@@ -167,6 +174,7 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 // once the outcome is committed. reserved says the message holds a place at its endpoint ep,
 // which handle gives back.
 func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep *endpoint, reserved bool) {
+	defer natsx.KeepAlive(d.keepAliveEvery, m)()
 	attempting := false
 	defer func() {
 		if reserved && !attempting {
@@ -229,12 +237,13 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
 	ep.leave()
-	if ok {
-		ep.observe(out.Latency)
-	}
 	if !ok {
 		_ = m.Nak() // cut by shutdown: not an attempt of the receiver's making
 		return
+	}
+	ep.observe(out.Latency)
+	if out.Status != delivery.StatusSucceeded {
+		d.targets.markFailing(msg.WebhookID)
 	}
 	w.add(m, out)
 }

@@ -28,28 +28,30 @@ type endpoint struct {
 	nextSlot time.Time // when the last handed-back delivery was scheduled
 }
 
-// fastWindow is how recent an endpoint's last finished attempt must be for the consumer to
-// wait for room at that endpoint rather than hand the delivery back; it is also the longest
-// such a wait lasts.
-const fastWindow = 100 * time.Millisecond
-
-// slowAttempt is the average attempt duration past which an endpoint is never waited for.
+// slowAttempt is the average attempt duration past which an endpoint is slow: its surplus is
+// handed back, never waited for. It is also how long an endpoint may finish nothing (while it
+// has requests in flight) before it counts as hung, and the longest the consumer waits for a
+// place at a healthy endpoint.
 const slowAttempt = time.Second
 
-// newWindow is how long a new endpoint counts as fast before it has finished an attempt.
-const newWindow = time.Second
+// quickSlot is the longest expected wait for one of a healthy endpoint's slots (average attempt
+// duration / concurrency) for which the consumer waits rather than hands the delivery back.
+// Past it, a saturated endpoint's waits would hold up every other endpoint's messages queued
+// behind in the stream.
+const quickSlot = 5 * time.Millisecond
 
 // reserve takes a place (in flight or waiting) at the endpoint for one delivery; false means
 // none is left and the delivery is handed back. It runs on the consumer's callback, in order,
-// before the delivery's worker starts. When the endpoint is full but fast (it finished an
-// attempt within fastWindow and its attempts take less than slowAttempt on average), reserve
-// first waits, at most fastWindow, for a place: pulling pauses, so a saturated but healthy
-// endpoint's surplus stays a JetStream backlog instead of a round trip through PostgreSQL
-// (hand-back, scheduler, republish) that costs more than the delivery itself. A slow or hung
-// endpoint is never waited for: its surplus is handed back, so it cannot hold up the others.
+// before the delivery's worker starts, so a burst cannot overshoot the limit.
+//
+// When the endpoint is full but healthy (see healthy), reserve waits for a place, at most
+// slowAttempt: pulling pauses, so a busy but healthy endpoint's surplus stays a JetStream
+// backlog and comes through at the endpoint's own pace, with no round trip through
+// PostgreSQL. A slow, hung or saturated-slow endpoint is never waited for: its surplus is
+// handed back, so it cannot hold up the others.
 func (e *endpoint) reserve(ctx context.Context) bool {
-	if e.held.Load() >= e.limit && e.fast(time.Now()) {
-		timer := time.NewTimer(fastWindow)
+	if e.held.Load() >= e.limit && e.healthy(time.Now()) {
+		timer := time.NewTimer(slowAttempt)
 		defer timer.Stop()
 	wait:
 		for e.held.Load() >= e.limit {
@@ -82,19 +84,21 @@ func (e *endpoint) signal() {
 	}
 }
 
-// fast reports an endpoint that is absorbing deliveries quickly, or is new (its first
-// delivery arrived within newWindow), so that a burst at start is not all handed back.
-func (e *endpoint) fast(now time.Time) bool {
+// healthy reports an endpoint worth waiting for when it is full: new (nothing finished yet,
+// first delivery within slowAttempt; right after a restart every endpoint is new), or making
+// progress (an attempt finished within slowAttempt) with attempts that average under
+// slowAttempt and a slot that frees within quickSlot on average.
+func (e *endpoint) healthy(now time.Time) bool {
 	last := e.lastDone.Load()
 	if last == 0 {
-		return now.Sub(e.born) < newWindow
+		return now.Sub(e.born) < slowAttempt
 	}
-	if now.UnixNano()-last > int64(fastWindow) {
-		return false
+	if now.UnixNano()-last > int64(slowAttempt) {
+		return false // hung: requests in flight, none finishing
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.latency < slowAttempt.Seconds()
+	return e.latency < slowAttempt.Seconds() && e.latency/float64(cap(e.slots)) < quickSlot.Seconds()
 }
 
 // observe folds one attempt's duration into the endpoint's moving average.
@@ -118,7 +122,8 @@ func (e *endpoint) handBackAt(now time.Time, base time.Duration) time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// An endpoint that has finished nothing for a while (hung: its attempts run to the
-	// timeout) has no useful average yet; the time it has been stuck stands in for it.
+	// timeout) has no useful average; the time it has been stuck stands in for it. One that
+	// never finished an attempt counts from its first delivery.
 	since := e.born
 	if last := e.lastDone.Load(); last != 0 {
 		since = time.Unix(0, last)

@@ -12,26 +12,36 @@ func newTestEndpoint(n int) *endpoint {
 	return &endpoint{slots: make(chan struct{}, n), limit: int64(3 * n), room: make(chan struct{}, 1), born: time.Now()}
 }
 
-func TestEndpointFast(t *testing.T) {
-	e := newTestEndpoint(1)
+func TestEndpointHealthy(t *testing.T) {
+	e := newTestEndpoint(32)
 	now := time.Now()
-	if !e.fast(now) {
-		t.Fatal("a new endpoint should count as fast")
+	if !e.healthy(now) {
+		t.Fatal("a new endpoint should count as healthy")
 	}
-	if e.fast(now.Add(2 * newWindow)) {
-		t.Fatal("an endpoint that never finished an attempt should stop counting as fast")
+	if e.healthy(now.Add(2 * slowAttempt)) {
+		t.Fatal("an endpoint that never finished an attempt should stop counting as healthy")
 	}
 	e.observe(time.Millisecond)
-	if !e.fast(time.Now()) {
-		t.Fatal("an endpoint that just finished a short attempt should be fast")
+	if !e.healthy(time.Now()) {
+		t.Fatal("an endpoint that just finished a short attempt should be healthy")
 	}
-	if e.fast(time.Now().Add(2 * fastWindow)) {
-		t.Fatal("an endpoint without recent progress should not be fast")
+	if !e.healthy(time.Now().Add(slowAttempt / 2)) {
+		t.Fatal("a fast endpoint that finished an attempt half a second ago should still be healthy")
 	}
-	slow := newTestEndpoint(1)
+	if e.healthy(time.Now().Add(2 * slowAttempt)) {
+		t.Fatal("an endpoint without progress for 2s should not be healthy (hung)")
+	}
+	slow := newTestEndpoint(32)
 	slow.observe(15 * time.Second)
-	if slow.fast(time.Now()) {
-		t.Fatal("an endpoint whose attempts time out should not be fast")
+	if slow.healthy(time.Now()) {
+		t.Fatal("an endpoint whose attempts time out should not be healthy")
+	}
+	// 500 ms per attempt, 32 slots: a slot frees every ~16 ms on average, too slow to make
+	// the whole consumer wait for it.
+	busy := newTestEndpoint(32)
+	busy.observe(500 * time.Millisecond)
+	if busy.healthy(time.Now()) {
+		t.Fatal("an endpoint whose slots free every 16 ms should not be waited for")
 	}
 }
 

@@ -29,11 +29,30 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 	})
 }
 
-// reconcile republishes deliveries that are pending but have not moved for ReconcileAfter:
-// their message was lost between a commit and a publish, or the stream was purged.
+// reconcile republishes deliveries whose message was lost (a purged stream, a lost disk):
+// first attempts never attempted ReconcileAfter after they were created (walked in created_at
+// order past a durable mark, so each row is looked at once), and published retries that have
+// not moved for ReconcileAfter. A commit followed by a crash before the publish needs neither:
+// the event is redelivered and the processor publishes what is still owed.
 func (d *Dispatcher) reconcile(ctx context.Context) {
 	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
-	every(ctx, min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute), func() {
+	period := min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute)
+	every(ctx, period, func() {
+		for range 100 { // catch up in steps of one period, within reason per tick
+			n, caught, err := store.ClaimFirstAttempts(ctx, d.db, d.opts.ReconcileAfter, period, 1000, publish)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("reconcile first attempts", "err", err)
+				}
+				break
+			}
+			if n > 0 {
+				d.log.Warn("republished first attempts whose message was lost", "count", n)
+			}
+			if caught && n < 1000 {
+				break
+			}
+		}
 		n, err := store.ClaimStale(ctx, d.db, d.opts.ReconcileAfter, 1000, publish)
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("reconcile stale deliveries", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +22,9 @@ type target struct {
 	headers map[string]map[string]string // event type -> custom headers
 	signer  *webhook.Signer
 	loaded  time.Time
+	// failing: the webhook's failing_since is set (or an attempt failed since it was
+	// loaded), so a success must go through the path that clears it, not be appended alone.
+	failing atomic.Bool
 }
 
 // errGone reports a webhook that was deleted (or never existed).
@@ -87,8 +91,20 @@ func (c *targetCache) load(ctx context.Context, id uuid.UUID) (*target, error) {
 		return nil, err
 	}
 	t := &target{url: row.URL, enabled: row.Enabled, headers: row.Headers, signer: signer, loaded: time.Now()}
+	t.failing.Store(row.Failing)
 	c.mu.Lock()
 	c.m[id] = t
 	c.mu.Unlock()
 	return t, nil
+}
+
+// markFailing notes that an attempt of webhook id failed, so its next success is recorded
+// on the path that clears failing_since even before the cache reloads it.
+func (c *targetCache) markFailing(id uuid.UUID) {
+	c.mu.Lock()
+	t, ok := c.m[id]
+	c.mu.Unlock()
+	if ok {
+		t.failing.Store(true)
+	}
 }

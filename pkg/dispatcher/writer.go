@@ -65,18 +65,16 @@ func (w *writer) run(ctx context.Context) error {
 
 // commit retries until PostgreSQL takes the batch: the messages stay unacked meanwhile, and
 // JetStream's MaxAckPending stops new work from piling up. Once ctx has ended (shutdown) it
-// tries once more and gives up, reporting false.
+// tries once more and gives up, reporting false. An outcome PostgreSQL refuses for its data
+// is found by splitting the batch and recorded with its texts replaced (see refused), so what
+// a receiver answers can never wedge the writer.
 func (w *writer) commit(ctx context.Context, outs []store.Outcome) bool {
 	wait := 100 * time.Millisecond
 	for {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		disabled, err := store.RecordOutcomes(wctx, w.d.db, outs, w.d.opts.DisableAfter)
+		err := w.record(wctx, outs)
 		cancel()
 		if err == nil {
-			for id, reason := range disabled {
-				w.d.m.EndpointsDisabled.WithLabelValues(reason).Inc()
-				w.d.log.Error("webhook disabled", "webhook_id", id, "reason", reason)
-			}
 			return true
 		}
 		if ctx.Err() != nil {
@@ -90,4 +88,30 @@ func (w *writer) commit(ctx context.Context, outs []store.Outcome) bool {
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// record writes outs, splitting around outcomes PostgreSQL refuses.
+func (w *writer) record(ctx context.Context, outs []store.Outcome) error {
+	var refused []store.Outcome
+	write := func(part []store.Outcome) error {
+		disabled, err := store.RecordOutcomes(ctx, w.d.db, part, w.d.opts.DisableAfter)
+		for id, reason := range disabled {
+			w.d.m.EndpointsDisabled.WithLabelValues(reason).Inc()
+			w.d.log.Error("webhook disabled", "webhook_id", id, "reason", reason)
+		}
+		return err
+	}
+	err := store.Split(outs, write, func(o store.Outcome, err error) {
+		w.d.log.Error("outcome refused by PostgreSQL, recorded without its texts", "delivery_id", o.DeliveryID, "err", err)
+		o.Error, o.Response = "outcome not recordable as received: "+store.DataErrorText(err), ""
+		refused = append(refused, o)
+	})
+	if err != nil {
+		return err
+	}
+	return store.Split(refused, write, func(o store.Outcome, err error) {
+		// Even the plain record is refused: a bug, not the receiver's doing. The message is
+		// acked anyway, so it is not redelivered forever.
+		w.d.log.Error("outcome not recorded", "delivery_id", o.DeliveryID, "err", err)
+	})
 }

@@ -75,6 +75,9 @@ func Decode(subject string, msgID string, body []byte, now time.Time) (Event, er
 	if w.Data[0] != '{' {
 		return Event{}, &FieldError{Field: "data", Problem: "must be a JSON object"}
 	}
+	if err := checkStorable("data", w.Data); err != nil {
+		return Event{}, err
+	}
 	e.Data = w.Data // json.Unmarshal copied it out of body
 	return e, nil
 }

@@ -58,7 +58,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 	}
 	up.Decode(t, &file)
 	servicetest.Eventually(t, 10*time.Second, "delivery and file row", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1 &&
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1 &&
 			sys.Count(t, "SELECT count(*) FROM files") == 1
 	})
 	var deliveryID string
@@ -76,6 +76,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		"GET /healthz":                             {"/healthz", nil, 200},
 		"GET /readyz":                              {"/readyz", nil, 200},
 		"GET /metrics":                             {"/metrics", nil, 200},
+		"GET /openapi.yaml":                        {"/openapi.yaml", nil, 200},
 		"GET /files/:id/content":                   {"/files/" + file.FileID + "/content", nil, 404},
 		"GET /event_type":                          {"/event_type", nil, 200},
 		"POST /event_type":                         {"/event_type", map[string]any{"name": "x.y"}, 403},
@@ -94,7 +95,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		"POST /events":                             {"/events", map[string]any{"type": "upload.completed", "user_id": 1, "data": map[string]any{}}, 403},
 		"GET /events/rejected":                     {"/events/rejected", nil, 403},
 	}
-	open := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+	open := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /openapi.yaml": true}
 	before := tableCounts(t, sys)
 	for _, route := range routes(t) {
 		c, ok := cases[route]
@@ -142,7 +143,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 // raw sends a request and returns only the status (the body may not be an envelope, e.g. /metrics).
 func raw(t *testing.T, sys *servicetest.System, method, path string, body any, headers ...string) int {
 	t.Helper()
-	if path == "/metrics" || strings.HasSuffix(path, "/content") {
+	if path == "/metrics" || path == "/openapi.yaml" || strings.HasSuffix(path, "/content") {
 		req, _ := http.NewRequest(method, sys.URL+path, nil)
 		for i := 0; i+1 < len(headers); i += 2 {
 			if headers[i+1] != "" {
@@ -164,7 +165,7 @@ func tableCounts(t *testing.T, sys *servicetest.System) map[string]int {
 	out := map[string]int{}
 	for _, q := range []string{"webhook_registrations", "webhook_configurations", "event_types", "files", "deliveries", "events",
 		"delivery_attempts", "webhook_registrations WHERE enabled", "webhook_registrations WHERE deleted_at IS NULL",
-		"deliveries WHERE status = 'succeeded'"} {
+		"delivery_states WHERE status = 'succeeded'"} {
 		out[q] = sys.Count(t, "SELECT count(*) FROM "+q)
 	}
 	return out

@@ -36,15 +36,16 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, batchMax, work
 		return err
 	}
 	work := context.WithoutCancel(ctx)
+	every := info.Config.AckWait * 2 / 5
 	var wg sync.WaitGroup
 	for i := 1; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { handle(work, b) })
+			batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { defer KeepAlive(every, b...)(); handle(work, b) })
 		}()
 	}
-	batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { handle(work, b) })
+	batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { defer KeepAlive(every, b...)(); handle(work, b) })
 	wg.Wait()
 	cc.Stop()
 	// The callback may be blocked sending a message it already holds: drain until the
@@ -108,5 +109,36 @@ func ConsumerCounts(cons jetstream.Consumer) func(context.Context) (pending, ack
 			return 0, 0, err
 		}
 		return info.NumPending, uint64(info.NumAckPending), nil
+	}
+}
+
+// KeepAlive reports msgs in progress every interval (0 = never) until the returned stop is
+// called, so a message held longer than its consumer's AckWait is not redelivered meanwhile.
+func KeepAlive(every time.Duration, msgs ...jetstream.Msg) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }

@@ -76,16 +76,19 @@ func Connect(url string, srv nats.InProcessConnProvider, name string, log *slog.
 
 // Topology holds the settings of Hookline's streams and consumers.
 type Topology struct {
-	Replicas              int           // stream replicas: 1 on one server, 3 on a cluster
-	EventMaxAge           time.Duration // how long EVENTS keeps a message (retention of events)
-	DispatchAckWait       time.Duration // must exceed one whole HTTP attempt
-	DispatchMaxAckPending int           // deliveries in flight across all dispatchers
-	ProcessMaxAckPending  int
+	Replicas    int           // stream replicas: 1 on one server, 3 on a cluster
+	EventMaxAge time.Duration // how long EVENTS keeps a message (retention of events)
+	// AckWait of both consumers: how soon the messages held by a process that died come back.
+	// A worker that holds a message longer reports it in progress (the dispatcher every
+	// 2/5 of it, while it waits for a slot or a slow receiver).
+	DispatchAckWait, ProcessAckWait time.Duration
+	DispatchMaxAckPending           int // deliveries in flight across all dispatchers
+	ProcessMaxAckPending            int
 }
 
 // DefaultTopology is sized for one server and a 15 s receiver timeout.
 func DefaultTopology() Topology {
-	return Topology{Replicas: 1, EventMaxAge: 7 * 24 * time.Hour, DispatchAckWait: 45 * time.Second,
+	return Topology{Replicas: 1, EventMaxAge: 7 * 24 * time.Hour, DispatchAckWait: 10 * time.Second, ProcessAckWait: 10 * time.Second,
 		DispatchMaxAckPending: 4096, ProcessMaxAckPending: 4096}
 }
 
@@ -134,14 +137,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}{{EventsStream, jetstream.ConsumerConfig{
 		Durable:       ProcessorConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       t.ProcessAckWait,
 		MaxDeliver:    -1, // a message the processor cannot handle is recorded and Termed, not dropped
 		MaxAckPending: t.ProcessMaxAckPending,
 	}}, {DeliveriesStream, jetstream.ConsumerConfig{
 		Durable:   DispatchConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy,
-		// AckWait outlasts an attempt so one delivery never runs twice at once; a worker that
-		// waited for its endpoint's slot sends InProgress before it posts.
+		// A worker holding a message longer than AckWait (waiting for its endpoint's slot, a
+		// slow receiver) reports it in progress, so one delivery never runs twice at once.
 		AckWait:       t.DispatchAckWait,
 		MaxDeliver:    -1, // attempts are counted in PostgreSQL, not by redeliveries
 		MaxAckPending: t.DispatchMaxAckPending,

@@ -9,14 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/event"
 	"github.com/hookline/hookline/pkg/metrics"
 	"github.com/hookline/hookline/pkg/natsx"
@@ -42,6 +41,7 @@ type Processor struct {
 	m    *metrics.Set
 	log  *slog.Logger
 	opts Options
+	subs *subscriptions
 }
 
 // New builds a processor.
@@ -52,7 +52,7 @@ func New(db *store.DB, js jetstream.JetStream, m *metrics.Set, log *slog.Logger,
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
-	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o}
+	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o, subs: newSubscriptions()}
 }
 
 // deliveryNamespace makes delivery ids deterministic: one (event, webhook) pair is one
@@ -122,92 +122,86 @@ func (p *Processor) prune(ctx context.Context) {
 
 // handle processes one batch. It acks or terminates every message once the batch is durable
 // in PostgreSQL and its deliveries are published; on a transient failure it naks them all
-// (with a short delay) and the redelivery is harmless.
+// (with a short delay) and the redelivery is harmless. Content never wedges it: a row
+// PostgreSQL refuses is found by splitting the batch and its event is rejected ("storage").
 func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
-	now := time.Now().UTC()
+	b := newBatch(msgs, time.Now().UTC())
 	var (
-		decoded  []event.Event
-		from     []jetstream.Msg
-		rejected []store.Rejection
-		termed   []jetstream.Msg
-		reasons  []string
+		queued []delivery.Due
+		err    error
 	)
-	reject := func(m jetstream.Msg, id, reason, detail string) {
-		r := store.Rejection{EventID: id, Subject: m.Subject(), Reason: reason, Payload: string(m.Data())}
-		if detail != "" {
-			r.Reason = reason + ": " + detail
+	// The targets come from a cache checked inside the save (the subscription version): when
+	// a registration changed in between, nothing was written and the batch is resolved again.
+	for try := 0; ; try++ {
+		queued, err = p.save(ctx, b, try)
+		if !errors.Is(err, store.ErrStaleSubscriptions) {
+			break
 		}
-		if md, err := m.Metadata(); err == nil {
-			r.StreamSeq = md.Sequence.Stream
+		p.subs.reset()
+		b.recheck = true // a split may have written part of the batch before the check failed
+	}
+	if err == nil && b.recheck {
+		// Some events were handled before (a redelivery) or partly written just now: their
+		// deliveries may exist unpublished. Publish those still owed, with the same
+		// Nats-Msg-Id, so a copy inside the duplicate window is dropped.
+		var owed []delivery.Due
+		if owed, err = store.OwedFirstAttempts(ctx, p.db, b.deliveryIDs()); err == nil {
+			queued = mergeDue(queued, owed)
 		}
-		rejected, termed, reasons = append(rejected, r), append(termed, m), append(reasons, reason)
 	}
-	for _, m := range msgs {
-		e, err := event.Decode(m.Subject(), m.Headers().Get(nats.MsgIdHdr), m.Data(), now)
-		if err != nil {
-			reject(m, "", "malformed", err.Error())
-			continue
-		}
-		decoded, from = append(decoded, e), append(from, m)
+	if err == nil {
+		// Rows first, then publish: a crash in between leaves pending rows that the
+		// redelivered event (or the reconciler) publishes again, with the same Nats-Msg-Id.
+		err = natsx.PublishDeliveries(ctx, p.js, queued)
 	}
-	refs := make([]store.EventRef, len(decoded))
-	for i, e := range decoded {
-		refs[i] = store.EventRef{UserID: e.UserID, Type: e.Type, WebhookID: e.WebhookID}
-	}
-	res, err := store.Resolve(ctx, p.db, refs)
 	if err != nil {
 		p.retryLater(ctx, msgs, err)
 		return
 	}
-	var (
-		accepted []store.AcceptedEvent
-		acked    []jetstream.Msg
-	)
-	for i, e := range decoded {
-		r := res[i]
-		switch {
-		case r.UnknownType:
-			reject(from[i], e.ID, "unknown_type", "no event type named "+strconv.Quote(e.Type))
-			continue
-		case r.UnknownUser:
-			reject(from[i], e.ID, "unknown_user", "user "+strconv.FormatInt(e.UserID, 10)+" has no webhook registration")
-			continue
-		case e.WebhookID != nil && len(r.Targets) == 0:
-			reject(from[i], e.ID, "unknown_webhook", "webhook "+e.WebhookID.String()+" is not an enabled subscriber of this user")
-			continue
-		}
-		a, err := accept(e, r.Targets)
-		if err != nil {
-			reject(from[i], e.ID, "malformed", err.Error())
-			continue
-		}
-		accepted, acked = append(accepted, a), append(acked, from[i])
+	b.settle(p.m)
+	if n := len(b.rejected); n > 0 {
+		p.log.WarnContext(ctx, "events rejected", "count", n, "first_reason", b.rejected[0].rej.Reason)
 	}
-	queued, err := store.SaveEvents(ctx, p.db, accepted, rejected, p.opts.FirstWait)
+	p.log.DebugContext(ctx, "batch processed", "events", len(b.accepted), "deliveries", len(queued))
+}
+
+// save resolves the batch's targets (from the cache on the first try) and writes it, split
+// around any row PostgreSQL refuses.
+func (p *Processor) save(ctx context.Context, b *batch, try int) ([]delivery.Due, error) {
+	res, version, err := p.subs.resolve(ctx, p.db, b.refs(), try > 0)
 	if err != nil {
-		p.retryLater(ctx, msgs, err)
-		return
+		return nil, err
 	}
-	// Rows first, then publish: a crash in between leaves pending rows that the redelivered
-	// event (or the reconciler) publishes again, with the same Nats-Msg-Id.
-	if err := natsx.PublishDeliveries(ctx, p.js, queued); err != nil {
-		p.retryLater(ctx, msgs, err)
-		return
+	if try >= 2 {
+		version = 0 // subscriptions keep changing: take this fresh answer without the check
 	}
-	for _, m := range acked {
-		_ = m.Ack() // a lost ack means a redelivery, which creates nothing twice
+	b.classify(res)
+	var queued []delivery.Due
+	write := func(rs []row) error {
+		acc, rej := splitRows(rs)
+		q, err := store.SaveEvents(ctx, p.db, acc, rej, p.opts.FirstWait, version)
+		queued = append(queued, q...)
+		return err
 	}
-	for i, m := range termed {
-		_ = m.TermWithReason(reasons[i])
-		p.m.EventsRejected.WithLabelValues(reasons[i]).Inc()
+	var poisoned []row
+	refused := func(r row, err error) {
+		p.log.ErrorContext(ctx, "event refused by PostgreSQL, rejected", "event_id", r.eventID(), "err", err)
+		poisoned = append(poisoned, b.reject(r.msg, r.eventID(), "storage", store.DataErrorText(err)))
 	}
-	for _, a := range accepted {
-		p.m.EventsProcessed.WithLabelValues(a.Type).Inc()
+	if err := store.Split(b.rows(), write, refused); err != nil {
+		return nil, err
 	}
-	if len(rejected) > 0 {
-		p.log.WarnContext(ctx, "events rejected", "count", len(rejected), "first_reason", rejected[0].Reason)
+	if len(poisoned) > 0 {
+		version = 0 // the rejections no longer depend on the subscriptions
+		err := store.Split(poisoned, write, func(r row, err error) {
+			// A rejection row is bytes and cleaned text: this is a bug, not the event's fault.
+			p.log.ErrorContext(ctx, "rejection not recorded", "subject", r.msg.Subject(), "err", err)
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	p.log.DebugContext(ctx, "batch processed", "events", len(accepted), "deliveries", len(queued))
+	return queued, nil
 }
 
 func (p *Processor) retryLater(ctx context.Context, msgs []jetstream.Msg, err error) {
@@ -215,6 +209,20 @@ func (p *Processor) retryLater(ctx context.Context, msgs []jetstream.Msg, err er
 	for _, m := range msgs {
 		_ = m.NakWithDelay(time.Second) // a short wait: PostgreSQL or NATS is briefly away
 	}
+}
+
+// mergeDue appends the deliveries of more that queued lacks.
+func mergeDue(queued, more []delivery.Due) []delivery.Due {
+	have := make(map[uuid.UUID]bool, len(queued))
+	for _, q := range queued {
+		have[q.ID] = true
+	}
+	for _, q := range more {
+		if !have[q.ID] {
+			queued = append(queued, q)
+		}
+	}
+	return queued
 }
 
 // accept renders one body per target and picks up the file an upload event announces.

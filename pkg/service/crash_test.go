@@ -55,7 +55,7 @@ func TestDispatcherStoppedMidFlight(t *testing.T) {
 	hang.Store(false)
 	again := servicetest.StartConfig(t, sys.Config, service.Tuning{})
 	servicetest.Eventually(t, 20*time.Second, "delivered after restart", func() bool {
-		return again.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+		return again.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1
 	})
 	got := rv.Got()
 	if len(got) != 2 || got[0].ID != got[1].ID || string(got[0].Body) != string(got[1].Body) {
@@ -76,7 +76,7 @@ func TestReconcilerRepublishesLostDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	servicetest.Eventually(t, 10*time.Second, "lost delivery republished and delivered", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE event_id = 'lost-1' AND status = 'succeeded'") == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'lost-1' AND status = 'succeeded'") == 1
 	})
 	if n := rv.Count(); n != 1 {
 		t.Fatalf("receiver got %d, want 1", n)
@@ -92,7 +92,7 @@ func TestStaleCopyNotSentTwice(t *testing.T) {
 	w := sys.Register(t, 1, rv.URL, nil)
 	publishMany(t, nc, "once", 1, 1, w.ID)
 	servicetest.Eventually(t, 10*time.Second, "delivered", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1
 	})
 	var id string
 	if err := sys.DB.QueryRowContext(context.Background(), "SELECT id FROM deliveries").Scan(&id); err != nil {
@@ -126,7 +126,7 @@ func TestFirstAttemptWaits(t *testing.T) {
 		t.Fatalf("upload = %d", r.Status)
 	}
 	servicetest.Eventually(t, 10*time.Second, "delivery scheduled an hour ahead", func() bool {
-		return sys.Count(t, `SELECT count(*) FROM deliveries WHERE status = 'retrying' AND attempt_count = 0
+		return sys.Count(t, `SELECT count(*) FROM delivery_states WHERE status = 'retrying' AND attempt_count = 0
 			AND next_attempt_at > now() + interval '50 minutes'`) == 1
 	})
 	if rv.Count() != 0 {
@@ -165,7 +165,7 @@ func TestRetentionPrunes(t *testing.T) {
 	w := sys.Register(t, 1, rv.URL, nil)
 	sys.Upload(t, w.ID, "file", "a.txt", []byte("a"))
 	servicetest.Eventually(t, 10*time.Second, "delivered, then event and attempt pruned", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1 &&
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1 &&
 			sys.Count(t, "SELECT count(*) FROM events") == 0 && sys.Count(t, "SELECT count(*) FROM delivery_attempts") == 0
 	})
 }

@@ -18,6 +18,6 @@ func TestBacklogDrains(t *testing.T) {
 	w := sys.Register(t, 1, rv.URL, nil)
 	publishMany(t, nc, "drain", 20000, 1, w.ID)
 	servicetest.Eventually(t, 60*time.Second, "20,000 deliveries succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 20000
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 20000
 	})
 }

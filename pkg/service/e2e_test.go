@@ -91,7 +91,7 @@ func TestSeedFlow(t *testing.T) {
 	}
 
 	servicetest.Eventually(t, 5*time.Second, "delivery succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded' AND attempt_count = 1") == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded' AND attempt_count = 1") == 1
 	})
 	if n := sys.Count(t, "SELECT count(*) FROM files WHERE id = $1 AND file_name = 'report.txt' AND size = 15", file.FileID); n != 1 {
 		t.Errorf("files rows = %d, want 1", n)
@@ -187,7 +187,7 @@ func TestRetryThenSuccess(t *testing.T) {
 		t.Fatalf("upload = %d %s", r.Status, r.Raw)
 	}
 	servicetest.Eventually(t, 10*time.Second, "delivery succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1
 	})
 	got := rv.Got()
 	if len(got) != 3 {
@@ -230,7 +230,7 @@ func TestAlwaysFailingEndsFailed(t *testing.T) {
 		t.Fatalf("upload = %d %s", r.Status, r.Raw)
 	}
 	servicetest.Eventually(t, 10*time.Second, "delivery failed", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'failed' AND attempt_count = 3") == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'failed' AND attempt_count = 3") == 1
 	})
 	if n := rv.Count(); n != 3 {
 		t.Errorf("receiver got %d requests, want 3", n)

@@ -64,7 +64,7 @@ func TestParkedRetriesHoldNoSlots(t *testing.T) {
 
 	publishMany(t, nc, "park", 1000, 1, f.ID)
 	servicetest.Eventually(t, 60*time.Second, "1,000 deliveries parked for an hour", func() bool {
-		return sys.Count(t, `SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'retrying'
+		return sys.Count(t, `SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'retrying'
 			AND attempt_count = 1 AND next_attempt_at > now() + interval '50 minutes'`, f.ID) == 1000
 	})
 	if n := consumerPending(t, nc, "DELIVERIES", "dispatcher"); n != 0 {
@@ -82,7 +82,7 @@ func TestParkedRetriesHoldNoSlots(t *testing.T) {
 		if err == nil && int64(info.NumAckPending) > maxAckPending.Load() {
 			maxAckPending.Store(int64(info.NumAckPending))
 		}
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", h.ID) == 100
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'succeeded'", h.ID) == 100
 	})
 	if n := healthy.Count(); n != 100 {
 		t.Errorf("healthy receiver got %d, want 100", n)
@@ -93,7 +93,7 @@ func TestParkedRetriesHoldNoSlots(t *testing.T) {
 	if n := failing.Count(); n != 1000 {
 		t.Errorf("failing receiver got %d attempts, want 1000 (one each, then parked)", n)
 	}
-	if n := sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'retrying'", f.ID); n != 1000 {
+	if n := sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'retrying'", f.ID); n != 1000 {
 		t.Errorf("parked deliveries = %d, want still 1000", n)
 	}
 	t.Logf("max NumAckPending seen while 100 fresh deliveries ran: %d", maxAckPending.Load())
@@ -134,10 +134,10 @@ func TestHeadOfLineIsolation(t *testing.T) {
 	start := time.Now()
 	publishMany(t, nc, "ok", 200, 1, ok.ID)
 	servicetest.Eventually(t, 30*time.Second, "200 healthy deliveries succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", ok.ID) == 200
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'succeeded'", ok.ID) == 200
 	})
 	t.Logf("200 healthy deliveries done in %s while %d requests to the hung endpoint were open", time.Since(start).Round(time.Millisecond), open.Load())
-	if n := sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", hw.ID); n != 0 {
+	if n := sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'succeeded'", hw.ID); n != 0 {
 		t.Fatalf("%d hung deliveries finished before release: the test did not hold them", n)
 	}
 	if m := maxOpen.Load(); m > 8 {
@@ -148,6 +148,6 @@ func TestHeadOfLineIsolation(t *testing.T) {
 	}
 	releaseAll()
 	servicetest.Eventually(t, 60*time.Second, "the hung endpoint's deliveries finish once it answers", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'succeeded'", hw.ID) == 200
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'succeeded'", hw.ID) == 200
 	})
 }

@@ -84,7 +84,7 @@ func TestEventsFromNATSFanOut(t *testing.T) {
 	if err := json.Unmarshal(a.Got()[0].Body, &body); err != nil || body.Type != "invoice.paid" || body.Data["amount"] != 42.0 {
 		t.Fatalf("body = %s (%v)", a.Got()[0].Body, err)
 	}
-	if n := sys.Count(t, "SELECT count(*) FROM deliveries WHERE event_id = 'inv-1'"); n != 2 {
+	if n := sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'inv-1'"); n != 2 {
 		t.Fatalf("deliveries of inv-1 = %d, want 2", n)
 	}
 	// POST /events goes the same way.
@@ -206,7 +206,7 @@ func TestProcessorIdempotent(t *testing.T) {
 	}
 	servicetest.Eventually(t, 10*time.Second, "processed", func() bool {
 		return consumerPending(t, nc, "EVENTS", "processor") == 0 && rv.Count() >= 1 &&
-			sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 1
+			sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1
 	})
 	for q, want := range map[string]int{
 		"SELECT count(*) FROM files WHERE id = '" + fileID + "'": 1,

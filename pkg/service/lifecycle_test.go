@@ -45,7 +45,7 @@ func TestDeliveryLogAndReplay(t *testing.T) {
 	w := sys.Register(t, 1, rv.URL, nil)
 	publishMany(t, nc, "log", 5, 1, w.ID)
 	servicetest.Eventually(t, 10*time.Second, "5 failed deliveries", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'failed' AND attempt_count = 2") == 5
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'failed' AND attempt_count = 2") == 5
 	})
 
 	var seen []deliveryJSON
@@ -89,7 +89,7 @@ func TestDeliveryLogAndReplay(t *testing.T) {
 		t.Fatalf("retry = %d %s", r.Status, r.Raw)
 	}
 	servicetest.Eventually(t, 10*time.Second, "the retried delivery succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE id = $1 AND status = 'succeeded' AND attempt_count = 3", one) == 1
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE id = $1 AND status = 'succeeded' AND attempt_count = 3", one) == 1
 	})
 	got := rv.Got()
 	last := got[len(got)-1]
@@ -111,7 +111,7 @@ func TestDeliveryLogAndReplay(t *testing.T) {
 		t.Fatalf("recover = %d %s, want 202 with 4 requeued", r.Status, r.Raw)
 	}
 	servicetest.Eventually(t, 10*time.Second, "all deliveries succeeded", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'") == 5
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 5
 	})
 }
 
@@ -179,7 +179,7 @@ func TestWebhookLifecycle(t *testing.T) {
 		servicetest.Eventually(t, 10*time.Second, "webhook disabled", func() bool {
 			return sys.Count(t, "SELECT count(*) FROM webhook_registrations WHERE id = $1 AND NOT enabled AND disabled_reason LIKE '%410%'", g.ID) == 1
 		})
-		if n := sys.Count(t, "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'failed' AND attempt_count = 1", g.ID); n != 1 {
+		if n := sys.Count(t, "SELECT count(*) FROM delivery_states WHERE webhook_id = $1 AND status = 'failed' AND attempt_count = 1", g.ID); n != 1 {
 			t.Fatalf("410 delivery not failed after one attempt")
 		}
 		var got map[string]any

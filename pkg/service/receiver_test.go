@@ -30,7 +30,7 @@ func TestPrivateTargetsRefused(t *testing.T) {
 		}
 	}
 	servicetest.Eventually(t, 20*time.Second, "four failed deliveries", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'failed'") == 4
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'failed'") == 4
 	})
 	if n := sys.Count(t, "SELECT count(*) FROM delivery_attempts WHERE error LIKE '%blocked%'"); n != 4 {
 		t.Errorf("attempts refused as blocked = %d, want 4", n)
@@ -59,7 +59,7 @@ func TestRedirectNotFollowedAndExcerptCapped(t *testing.T) {
 	sys.Upload(t, r1.ID, "file", "a.txt", []byte("a"))
 	sys.Upload(t, r2.ID, "file", "a.txt", []byte("a"))
 	servicetest.Eventually(t, 10*time.Second, "both failed", func() bool {
-		return sys.Count(t, "SELECT count(*) FROM deliveries WHERE status = 'failed'") == 2
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'failed'") == 2
 	})
 	var code int
 	var errText string

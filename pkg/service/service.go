@@ -165,7 +165,6 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	topo := natsx.DefaultTopology()
 	topo.Replicas = cfg.StreamReplicas
 	topo.EventMaxAge = max(cfg.EventRetention, time.Second) // JetStream's floor is 100 ms
-	topo.DispatchAckWait = cfg.ReceiverTimeout + 30*time.Second
 	if tune.DispatchMaxAckPending > 0 {
 		topo.DispatchMaxAckPending = tune.DispatchMaxAckPending
 	}

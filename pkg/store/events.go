@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,10 +33,11 @@ type Resolution struct {
 
 // Resolve looks up, for a batch of events in one query, the webhooks that receive each: the
 // event's own webhook_id, or every enabled, live webhook of its user subscribed to its type.
-func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, error) {
+// It also returns the subscription version its answers belong to (see SaveEvents).
+func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, int64, error) {
 	out := make([]Resolution, len(refs))
 	if len(refs) == 0 {
-		return out, nil
+		return out, 0, nil
 	}
 	idx := make([]int64, len(refs))
 	users := make([]int64, len(refs))
@@ -50,7 +52,7 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, er
 	}
 	// One query: a row per (event, target), or one row with no target.
 	rows, err := db.QueryContext(ctx, `
-		SELECT e.i,
+		SELECT (SELECT version FROM subscription_version), e.i,
 		       NOT EXISTS (SELECT 1 FROM event_types t WHERE t.name = e.type),
 		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL),
 		       s.id, s.custom_payload
@@ -65,9 +67,10 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, er
 		ORDER BY e.i, s.id`,
 		idx, users, types, hooks)
 	if err != nil {
-		return nil, fmt.Errorf("resolve subscriptions: %w", err)
+		return nil, 0, fmt.Errorf("resolve subscriptions: %w", err)
 	}
 	defer rows.Close()
+	var version int64
 	for rows.Next() {
 		var (
 			i       int64
@@ -75,15 +78,18 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, er
 			hook    *uuid.UUID
 			payload []byte
 		)
-		if err := rows.Scan(&i, &r.UnknownType, &r.UnknownUser, &hook, &payload); err != nil {
-			return nil, err
+		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &hook, &payload); err != nil {
+			return nil, 0, err
 		}
 		out[i].UnknownType, out[i].UnknownUser = r.UnknownType, r.UnknownUser
 		if hook != nil {
 			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload})
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("resolve subscriptions: %w", err)
+	}
+	return out, version, nil
 }
 
 // AcceptedEvent is one event to keep, with the file it announces (if any) and its deliveries.
@@ -118,22 +124,32 @@ type NewDelivery struct {
 	Payload   []byte
 }
 
-// Rejection is an event that could not be accepted, kept for an operator.
+// Rejection is an event that could not be accepted, kept for an operator with its exact
+// bytes. Subject and Reason are cleaned (CleanText) when written.
 type Rejection struct {
 	EventID   string
 	Subject   string
 	Reason    string
-	Payload   string
+	Payload   []byte
 	StreamSeq uint64
 }
 
+// ErrStaleSubscriptions reports that SaveEvents wrote nothing because the subscriptions
+// changed after the targets were resolved: resolve again and save again.
+var ErrStaleSubscriptions = errors.New("subscriptions changed since they were resolved")
+
 // SaveEvents writes a batch in one statement, so in one round trip and one commit: events,
 // files and deliveries (each ignoring a row that exists, so a redelivered event creates
-// nothing twice) and rejections. It returns the deliveries of these events that wait for their
-// first attempt: the new ones, and those of a redelivered event whose publish may not have
-// happened. With firstWait > 0 (the retry schedule's entry 0) new deliveries are scheduled
-// that long ahead instead, and only the old ones are returned.
-func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejected []Rejection, firstWait time.Duration) ([]delivery.Due, error) {
+// nothing twice) and rejections. It only appends. It returns the deliveries it created, which
+// wait for their first attempt; with firstWait > 0 (the retry schedule's entry 0) they are
+// scheduled that long ahead instead, and none is returned. The deliveries of a redelivered
+// event already exist and are not returned: see OwedFirstAttempts.
+//
+// version is the subscription version the targets were resolved at (Resolve), 0 for no check.
+// When the subscriptions changed since, nothing is written and the error is
+// ErrStaleSubscriptions: a webhook registered before an event was published is never missed
+// because its targets came from a cache.
+func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejected []Rejection, firstWait time.Duration, version int64) ([]delivery.Due, error) {
 	var (
 		evIDs, evTypes, evData                        []string
 		evUsers                                       []int64
@@ -146,7 +162,8 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		dUsers                                        []int64
 		dPayloads                                     [][]byte
 		dAt                                           []time.Time
-		rIDs, rSubjects, rReasons, rPayloads          []string
+		rIDs, rSubjects, rReasons                     []string
+		rPayloads                                     [][]byte
 		rSeqs                                         []int64
 	)
 	byID := map[uuid.UUID]delivery.Due{}
@@ -165,8 +182,8 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		}
 	}
 	for _, r := range rejected {
-		rIDs, rSubjects, rReasons, rPayloads = append(rIDs, r.EventID), append(rSubjects, r.Subject), append(rReasons, r.Reason), append(rPayloads, r.Payload)
-		rSeqs = append(rSeqs, int64(r.StreamSeq))
+		rIDs, rSubjects, rReasons = append(rIDs, r.EventID), append(rSubjects, CleanText(r.Subject)), append(rReasons, CleanText(r.Reason))
+		rPayloads, rSeqs = append(rPayloads, r.Payload), append(rSeqs, int64(r.StreamSeq))
 	}
 	status, next := "pending", (*time.Time)(nil)
 	if firstWait > 0 {
@@ -177,54 +194,84 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		evIDs, evTypes, evUsers, evHooks, evAt, evData,
 		fIDs, fHooks, fEvents, fNames, fCTypes, fSums, fUsers, fSizes, fAt,
 		dIDs, dEvents, dHooks, dTypes, dUsers, dPayloads, dAt, status, next,
-		rIDs, rSubjects, rReasons, rPayloads, rSeqs)
+		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version)
 	if err != nil {
 		return nil, fmt.Errorf("save events: %w", err)
 	}
 	defer rows.Close()
 	var queued []delivery.Due
 	for rows.Next() {
-		var (
-			id  uuid.UUID
-			old bool
-		)
-		if err := rows.Scan(&id, &old); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		if old || firstWait <= 0 {
-			queued = append(queued, byID[id])
+		if id == "" {
+			return nil, ErrStaleSubscriptions
+		}
+		if firstWait <= 0 {
+			queued = append(queued, byID[uuid.MustParse(id)])
 		}
 	}
-	return queued, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("save events: %w", err)
+	}
+	return queued, nil
 }
 
-// saveEventsSQL is SaveEvents' statement. The final SELECT reads the snapshot from before the
-// inserts, so it finds only deliveries that existed already: those of a redelivered event.
+// saveEventsSQL is SaveEvents' statement: data-modifying CTEs, one snapshot, one commit.
 const saveEventsSQL = `
-WITH ev AS (
+WITH ok AS (
+	SELECT $30::bigint = 0 OR version = $30 AS ok FROM subscription_version
+), ev AS (
 	INSERT INTO events (id, type, user_id, webhook_id, occurred_at, data)
 	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
+	WHERE (SELECT ok FROM ok)
 	ON CONFLICT (id) DO NOTHING
 ), fi AS (
 	INSERT INTO files (id, webhook_id, event_id, file_name, content_type, sha256, user_id, size, uploaded_at, object_name)
 	SELECT f.*, f.id::text FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
 	                                   $13::bigint[], $14::bigint[], $15::timestamptz[])
 	     AS f(id, webhook_id, event_id, file_name, content_type, sha256, user_id, size, uploaded_at)
+	WHERE (SELECT ok FROM ok)
+	ON CONFLICT DO NOTHING
+), rj AS (
+	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
+	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($25::text[], $26::text[], $27::text[], $28::bytea[], $29::bigint[]) AS x(i, s, r, p, q)
+	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), de AS (
 	INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, status, next_attempt_at)
 	SELECT *, $23, $24::timestamptz FROM unnest($16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::bigint[],
 	                                            $21::bytea[], $22::timestamptz[])
+	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 	RETURNING id
-), rj AS (
-	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
-	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($25::text[], $26::text[], $27::text[], $28::text[], $29::bigint[]) AS x(i, s, r, p, q)
-	ON CONFLICT DO NOTHING
 )
-SELECT id, false FROM de
+SELECT id::text FROM de
 UNION ALL
-SELECT id, true FROM deliveries WHERE id = ANY($16::uuid[]) AND status = 'pending' AND attempt_count = 0`
+SELECT '' FROM ok WHERE NOT ok`
+
+// OwedFirstAttempts returns, among the deliveries ids, those still waiting for their first
+// attempt: pending, never claimed, no attempt recorded. The processor publishes them again when
+// it handles a redelivered event (its first handling may have committed and then died before
+// publishing), with the same Nats-Msg-Id, so a copy inside the duplicate window is dropped.
+func OwedFirstAttempts(ctx context.Context, db Querier, ids []uuid.UUID) ([]delivery.Due, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := db.QueryContext(ctx, `
+		SELECT id, webhook_id, event_type, 1, payload, occurred_at, '' FROM deliveries d
+		WHERE id = ANY($1::uuid[]) AND status = 'pending' AND attempt_count = 0 AND next_attempt_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)`, strs)
+	if err != nil {
+		return nil, fmt.Errorf("owed first attempts: %w", err)
+	}
+	return scanQueued(rows)
+}
 
 func uuidPtr(id *uuid.UUID) *string {
 	if id == nil {

@@ -258,7 +258,7 @@ func scanDelivery(s interface{ Scan(...any) error }) (Delivery, error) {
 // ListDeliveries lists a webhook's deliveries newest first, optionally of one status.
 func ListDeliveries(ctx context.Context, db Querier, webhookID uuid.UUID, status string, limit int, after Cursor) (Page[Delivery], error) {
 	var page Page[Delivery]
-	rows, err := db.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries
+	rows, err := db.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM delivery_states
 		WHERE webhook_id = $1 AND ($2 = '' OR status = $2)
 		  AND ($3::timestamptz IS NULL OR (created_at, id::text) < ($3, $4))
 		ORDER BY created_at DESC, id::text DESC LIMIT $5`,
@@ -287,7 +287,7 @@ var ErrNoDelivery = errors.New("delivery not found")
 
 // GetDelivery loads a delivery with its attempts, oldest first.
 func GetDelivery(ctx context.Context, db Querier, id uuid.UUID) (Delivery, error) {
-	d, err := scanDelivery(db.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = $1`, id))
+	d, err := scanDelivery(db.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM delivery_states WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, ErrNoDelivery
 	}
@@ -399,8 +399,17 @@ func Prune(ctx context.Context, db Querier, eventsBefore, attemptsBefore time.Ti
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	res, err = db.ExecContext(ctx, `DELETE FROM delivery_attempts WHERE (delivery_id, attempt) IN
-		(SELECT delivery_id, attempt FROM delivery_attempts WHERE created_at < $1 LIMIT $2)`, attemptsBefore, limit)
+	// A first-attempt success is recorded by its attempt row alone (delivery_states): before
+	// that row goes, its delivery's row is settled to succeeded, off the hot path.
+	res, err = db.ExecContext(ctx, `WITH doomed AS (
+			SELECT delivery_id, attempt, status_code, error, created_at FROM delivery_attempts WHERE created_at < $1 LIMIT $2
+		), settled AS (
+			UPDATE deliveries d SET status = 'succeeded', attempt_count = x.attempt, last_status_code = x.status_code,
+			       next_attempt_at = NULL, updated_at = x.created_at
+			FROM doomed x WHERE d.id = x.delivery_id AND d.status = 'pending' AND x.attempt = d.attempt_count + 1
+			  AND x.status_code BETWEEN 200 AND 299 AND x.error IS NULL
+		)
+		DELETE FROM delivery_attempts WHERE (delivery_id, attempt) IN (SELECT delivery_id, attempt FROM doomed)`, attemptsBefore, limit)
 	if err != nil {
 		return n, fmt.Errorf("prune delivery attempts: %w", err)
 	}

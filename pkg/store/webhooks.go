@@ -194,6 +194,7 @@ type Target struct {
 	PreviousSecret      string // signs too until PreviousSecretUntil (secret rotation)
 	PreviousSecretUntil time.Time
 	Headers             map[string]map[string]string // event type name -> custom headers
+	Failing             bool                         // failing_since is set: the next 2xx clears it
 }
 
 // LoadTarget reads a webhook for delivery, deleted or not; webhook.ErrNotFound when the id is
@@ -206,9 +207,9 @@ func LoadTarget(ctx context.Context, db Querier, id uuid.UUID) (Target, error) {
 		prevUntil *time.Time
 	)
 	err := db.QueryRowContext(ctx, `
-		SELECT url, enabled, deleted_at, secret, previous_secret, previous_secret_until
+		SELECT url, enabled, deleted_at, secret, previous_secret, previous_secret_until, failing_since IS NOT NULL
 		FROM webhook_registrations WHERE id = $1`, id).
-		Scan(&t.URL, &t.Enabled, &deletedAt, &t.Secret, &prev, &prevUntil)
+		Scan(&t.URL, &t.Enabled, &deletedAt, &t.Secret, &prev, &prevUntil, &t.Failing)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Target{}, webhook.ErrNotFound
 	}

@@ -1,0 +1,162 @@
+package processor
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/pkg/event"
+	"github.com/hookline/hookline/pkg/metrics"
+	"github.com/hookline/hookline/pkg/store"
+)
+
+// row is one message of a batch on its way to PostgreSQL: an accepted event or a rejection.
+type row struct {
+	msg    jetstream.Msg
+	acc    *store.AcceptedEvent
+	rej    *store.Rejection
+	reason string // a rejection's metric label
+}
+
+func (r row) eventID() string {
+	if r.acc != nil {
+		return r.acc.ID
+	}
+	return r.rej.EventID
+}
+
+func splitRows(rs []row) ([]store.AcceptedEvent, []store.Rejection) {
+	var (
+		acc []store.AcceptedEvent
+		rej []store.Rejection
+	)
+	for _, r := range rs {
+		if r.acc != nil {
+			acc = append(acc, *r.acc)
+		} else {
+			rej = append(rej, *r.rej)
+		}
+	}
+	return acc, rej
+}
+
+// decoded is a message whose event decoded.
+type decoded struct {
+	msg jetstream.Msg
+	ev  event.Event
+}
+
+// batch is what the processor decides about each message of one pull: accept (with its
+// deliveries) or reject (with the reason), in one place, so each message is acked or
+// terminated exactly once after the batch is written.
+type batch struct {
+	decoded   []decoded
+	malformed []row // rejected while decoding: independent of the subscriptions
+	accepted  []row
+	rejected  []row
+	// recheck: some event may have been handled before (a redelivery) or partly written, so
+	// its deliveries may exist without having been published.
+	recheck bool
+}
+
+func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
+	b := &batch{}
+	for _, m := range msgs {
+		if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
+			b.recheck = true
+		}
+		e, err := event.Decode(m.Subject(), m.Headers().Get(nats.MsgIdHdr), m.Data(), now)
+		if err != nil {
+			b.malformed = append(b.malformed, rejection(m, "", "malformed", err.Error()))
+			continue
+		}
+		b.decoded = append(b.decoded, decoded{m, e})
+	}
+	return b
+}
+
+func (b *batch) refs() []store.EventRef {
+	refs := make([]store.EventRef, len(b.decoded))
+	for i, d := range b.decoded {
+		refs[i] = store.EventRef{UserID: d.ev.UserID, Type: d.ev.Type, WebhookID: d.ev.WebhookID}
+	}
+	return refs
+}
+
+// classify decides each decoded event from its resolution (res[i] is b.decoded[i]'s).
+func (b *batch) classify(res []store.Resolution) {
+	b.accepted = b.accepted[:0]
+	b.rejected = append(b.rejected[:0], b.malformed...)
+	for i, d := range b.decoded {
+		r, e := res[i], d.ev
+		switch {
+		case r.UnknownType:
+			b.reject(d.msg, e.ID, "unknown_type", "no event type named "+strconv.Quote(e.Type))
+		case r.UnknownUser:
+			b.reject(d.msg, e.ID, "unknown_user", "user "+strconv.FormatInt(e.UserID, 10)+" has no webhook registration")
+		case e.WebhookID != nil && len(r.Targets) == 0:
+			b.reject(d.msg, e.ID, "unknown_webhook", "webhook "+e.WebhookID.String()+" is not an enabled subscriber of this user")
+		default:
+			a, err := accept(e, r.Targets)
+			if err != nil {
+				b.reject(d.msg, e.ID, "malformed", err.Error())
+				continue
+			}
+			b.accepted = append(b.accepted, row{msg: d.msg, acc: &a})
+		}
+	}
+}
+
+// reject records that m is rejected (also when it was accepted so far: PostgreSQL refused
+// it) and returns its rejection row.
+func (b *batch) reject(m jetstream.Msg, id, reason, detail string) row {
+	for i, r := range b.accepted {
+		if r.msg == m {
+			b.accepted = append(b.accepted[:i], b.accepted[i+1:]...)
+			break
+		}
+	}
+	r := rejection(m, id, reason, detail)
+	b.rejected = append(b.rejected, r)
+	return r
+}
+
+func rejection(m jetstream.Msg, id, reason, detail string) row {
+	rej := &store.Rejection{EventID: id, Subject: m.Subject(), Reason: reason, Payload: m.Data()}
+	if detail != "" {
+		rej.Reason = reason + ": " + detail
+	}
+	if md, err := m.Metadata(); err == nil {
+		rej.StreamSeq = md.Sequence.Stream
+	}
+	return row{msg: m, rej: rej, reason: reason}
+}
+
+func (b *batch) rows() []row {
+	return append(append(make([]row, 0, len(b.accepted)+len(b.rejected)), b.accepted...), b.rejected...)
+}
+
+func (b *batch) deliveryIDs() []uuid.UUID {
+	var ids []uuid.UUID
+	for _, r := range b.accepted {
+		for _, d := range r.acc.Deliveries {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// settle acks the accepted events and terminates the rejected ones, once the batch is written.
+func (b *batch) settle(m *metrics.Set) {
+	for _, r := range b.accepted {
+		_ = r.msg.Ack() // a lost ack means a redelivery, which creates nothing twice
+		m.EventsProcessed.WithLabelValues(r.acc.Type).Inc()
+	}
+	for _, r := range b.rejected {
+		_ = r.msg.TermWithReason(r.reason)
+		m.EventsRejected.WithLabelValues(r.reason).Inc()
+	}
+}
