@@ -151,7 +151,10 @@ func (b *bench) main(ctx context.Context, serverURL string) error {
 	meta := b.meta(ctx)
 	printMeta(meta)
 	specs := b.specs()
-	var results []runResult
+	var (
+		results []runResult
+		failed  []string
+	)
 	started := time.Now()
 	for _, sp := range specs {
 		for run := 1; run <= b.runs; run++ {
@@ -161,19 +164,34 @@ func (b *bench) main(ctx context.Context, serverURL string) error {
 			t0 := time.Now()
 			r, err := b.runOnce(ctx, sp, run)
 			if err != nil {
-				return fmt.Errorf("%s %s run %d: %w", sp.name, sp.variant, run, err)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// One broken run must not cost the figures of the others: report it and go on.
+				failed = append(failed, fmt.Sprintf("%s %s run %d: %v", sp.name, sp.variant, run, err))
+				fmt.Printf("%-13s %-12s run %d  FAILED: %v\n", sp.name, sp.variant, run, err)
+				continue
 			}
 			results = append(results, r)
 			fmt.Printf("%-13s %-12s run %d  %s  (%.0fs)\n", sp.name, sp.variant, run, oneLine(r), time.Since(t0).Seconds())
 		}
 	}
 	meta["elapsed_s"] = time.Since(started).Seconds()
+	if len(failed) > 0 {
+		meta["failed_runs"] = failed
+	}
 	sum := summarize(results)
 	fmt.Println()
 	for _, s := range sum {
 		fmt.Printf("%-13s %-12s %-22s median %10.2f  (min %.2f, max %.2f)\n", s.Scenario, s.Variant, s.Metric, s.Median, s.Min, s.Max)
 	}
-	return b.write(meta, results, sum)
+	if err := b.write(meta, results, sum); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d runs failed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
 }
 
 func oneLine(r runResult) string {

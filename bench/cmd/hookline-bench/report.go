@@ -256,6 +256,12 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 		}
 		fmt.Fprintf(&md, "| %s | %s | %s | %s | %s–%s |\n", s.Scenario, s.Variant, s.Metric, num(s.Median), num(s.Min), num(s.Max))
 	}
+	if f, ok := meta["failed_runs"].([]string); ok {
+		md.WriteString("\n## Failed runs (left out of the figures)\n\n")
+		for _, l := range f {
+			fmt.Fprintf(&md, "- %s\n", l)
+		}
+	}
 	fmt.Fprintf(&md, "\n## Charts (median run of each variant)\n\n![throughput over time](%s-throughput.svg)\n\n![latency over time](%s-latency.svg)\n", date, date)
 	settings, _ := json.MarshalIndent(meta["settings"], "", "  ")
 	flags, _ := json.MarshalIndent(meta["flags"], "", "  ")
@@ -270,7 +276,7 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 // crashTable lists each run of the crash scenario and the medians.
 func crashTable(md *strings.Builder, rs []runResult, sum []summary) {
 	cols := []struct{ metric, head string }{{"owed", "owed"}, {"received_at_kill", "received at kill"},
-		{"ready_s", "restart → ready, s"}, {"recovery_s", "restart → last new delivery, s"}, {"lost", "lost"},
+		{"ready_s", "restart → ready, s"}, {"recovery_s", "restart → all delivered, s"}, {"last_new_s", "restart → last new, s"}, {"lost", "lost"},
 		{"duplicates", "duplicates (webhook-id seen before)"}, {"duplicate_events", "events delivered under two webhook-ids"},
 		{"queues_empty_s", "restart → queues empty, s"}}
 	var rows []runResult
@@ -283,7 +289,8 @@ func crashTable(md *strings.Builder, rs []runResult, sum []summary) {
 		return
 	}
 	md.WriteString("\n## Crash and restart\n\nThe all-in-one binary SIGKILLed once a quarter of the events were received, restarted at once " +
-		"on the same data dir and database. Times from the restart (process start).\n\n| run |")
+		"on the same data dir and database. Times from the restart (process start); \"all delivered\" is the deadline when some were lost, " +
+		"\"last new\" the last first receipt of an event either way.\n\n| run |")
 	for _, c := range cols {
 		md.WriteString(" " + c.head + " |")
 	}
