@@ -6,7 +6,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,8 +89,9 @@ func (a *API) routes() {
 	}
 	app.Use(a.observe)
 	// Open to all: probes, metrics, and file content through a signed link.
-	app.Get("/healthz", func(c *fiber.Ctx) error { return ok(c, "ok", fiber.Map{}) })
+	app.Get("/healthz", a.healthz)
 	app.Get("/readyz", a.ready)
+	app.Get("/openapi.yaml", serveOpenAPI)
 	app.Get("/metrics", adaptor.HTTPHandler(a.m.Handler()))
 	app.Get("/files/:id/content", a.fileContent)
 
@@ -149,13 +149,15 @@ func (a *API) ready(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
 	defer cancel()
 	if err := a.db.PingContext(ctx); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(envelope{Message: "database unreachable", Data: fiber.Map{}, Error: true})
+		return fail(fiber.StatusServiceUnavailable, "database unreachable")
 	}
 	if err := natsx.Ready(ctx, a.js); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(envelope{Message: "nats unreachable", Data: fiber.Map{}, Error: true})
+		return fail(fiber.StatusServiceUnavailable, "nats unreachable")
 	}
-	return ok(c, "ready", fiber.Map{})
+	return ok(c, "ready", empty{})
 }
+
+func (a *API) healthz(c *fiber.Ctx) error { return ok(c, "ok", empty{}) }
 
 // observe counts every request by its route pattern (never the raw path, which would make a
 // series per id).
@@ -177,78 +179,5 @@ func (a *API) observe(c *fiber.Ctx) error {
 	a.m.HTTPDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	return nil
 }
-
-// envelope is the shape of every JSON answer.
-type envelope struct {
-	Message string `json:"message"`
-	Data    any    `json:"data"`
-	Error   bool   `json:"error"`
-}
-
-func ok(c *fiber.Ctx, message string, data any) error {
-	return c.JSON(envelope{Message: message, Data: data})
-}
-
-// Error is an answer other than 200: a status, a message for a person, and optionally the
-// field at fault.
-type Error struct {
-	Status  int
-	Message string
-	Field   string
-	Problem string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func fail(status int, message string) *Error { return &Error{Status: status, Message: message} }
-
-// fieldError is a 422 naming a field.
-func fieldError(field, problem string) *Error {
-	return &Error{Status: fiber.StatusUnprocessableEntity, Message: "invalid " + field + ": " + problem, Field: field, Problem: problem}
-}
-
-// fieldProblem is the field error of any of our packages (webhook, event).
-type fieldProblem interface{ FieldProblem() (string, string) }
-
-// errorHandler is the one place that turns an error into a status and the envelope; Fiber's
-// own errors (unknown route, 405, body too large) come through it too. An unexpected error is
-// logged and answered "internal error", never with its text.
-func (a *API) errorHandler(c *fiber.Ctx, err error) error {
-	var (
-		e  *Error
-		fe *fiber.Error
-		fp fieldProblem
-	)
-	switch {
-	case errors.As(err, &e):
-	case errors.As(err, &fp):
-		f, p := fp.FieldProblem()
-		e = fieldError(f, p)
-	case errors.As(err, &fe):
-		e = &Error{Status: fe.Code, Message: fe.Message}
-		switch fe.Code {
-		case fiber.StatusNotFound:
-			e.Message = "no such route: " + c.Method() + " " + c.Path()
-		case fiber.StatusMethodNotAllowed:
-			e.Message = "method " + c.Method() + " not allowed on " + c.Path()
-		case fiber.StatusRequestEntityTooLarge:
-			e.Message = "request body too large"
-		}
-	default:
-		a.log.ErrorContext(c.UserContext(), "request failed", "method", c.Method(), "path", c.Path(), "err", err)
-		e = fail(fiber.StatusInternalServerError, "internal error")
-	}
-	data := fiber.Map{}
-	if e.Field != "" {
-		data = fiber.Map{"field": e.Field, "problem": e.Problem}
-	}
-	if e.Status == fiber.StatusTooManyRequests {
-		c.Set(fiber.HeaderRetryAfter, "1")
-	}
-	return c.Status(e.Status).JSON(envelope{Message: e.Message, Data: data, Error: true})
-}
-
-// timestamp formats times the seed's way: UTC, YYYY-MM-DD HH:MM:SS.
-func timestamp(t time.Time) string { return t.UTC().Format(time.DateTime) }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -89,7 +89,7 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 		a.keys.mu.Unlock()
 	}
 	if !ck.ok {
-		return Principal{}, fail(fiber.StatusUnauthorized, "unknown or revoked API key")
+		return Principal{}, store.ErrNoKey // 401
 	}
 	if !ck.p.Admin && a.opts.RateLimit > 0 && !a.limiter(hash).Allow() {
 		return Principal{}, fail(fiber.StatusTooManyRequests, "rate limit of "+itoa(a.opts.RateLimit)+" requests per second for this key exceeded")

@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+
+	"github.com/hookline/hookline/pkg/store"
 )
 
 // jsonObject reads the body as one JSON object, field by field, so every ill-typed field gets
-// its own 422 naming it. 413 over MaxBodyBytes, 400 when the body is not a JSON object.
-func (a *API) jsonObject(c *fiber.Ctx) (fields, error) {
+// its own 422 naming it. 413 over MaxBodyBytes, 400 when the body is not a JSON object, 422
+// naming a key that is not among known: a misspelt field is refused, never silently dropped.
+func (a *API) jsonObject(c *fiber.Ctx, known []string) (fields, error) {
 	body := c.Body()
 	if int64(len(body)) > a.opts.MaxBodyBytes {
 		return nil, fail(fiber.StatusRequestEntityTooLarge, "request body over the limit of "+byteCount(a.opts.MaxBodyBytes))
@@ -26,10 +32,45 @@ func (a *API) jsonObject(c *fiber.Ctx) (fields, error) {
 	if dec.More() {
 		return nil, fail(fiber.StatusBadRequest, "the body must be one JSON object")
 	}
+	if err := f.only(known); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
 type fields map[string]json.RawMessage
+
+// only refuses a key outside known: a 422 naming the first in sorted order, and the others.
+func (f fields) only(known []string) error {
+	var unknown []string
+	for k := range f {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown) // the same body always names the same field
+	for i, k := range unknown {
+		if len(k) > 64 { // a key can be anything, a megabyte long
+			unknown[i] = strings.ToValidUTF8(k[:64], "") + "…"
+		}
+	}
+	problem := "is not a field of this body"
+	if len(unknown) > 1 {
+		problem += ", nor are " + quoted(unknown[1:])
+	}
+	return fieldError(unknown[0], problem+" (the fields are "+strings.Join(known, ", ")+")")
+}
+
+func quoted(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
 
 func (f fields) has(name string) bool {
 	raw, ok := f[name]
@@ -109,12 +150,13 @@ func (f fields) stringMap(name string) (map[string]string, error) {
 	return m, nil
 }
 
-// pathUUID reads a path id: anything that is not a UUID is a 404, like an unknown id.
-func pathUUID(c *fiber.Ctx, name, what string) (uuid.UUID, error) {
+// pathUUID reads a path id: anything that is not a UUID is notFound(missing), like an unknown
+// id.
+func pathUUID(c *fiber.Ctx, name string, missing error) (uuid.UUID, error) {
 	s := c.Params(name)
 	id, err := uuid.Parse(s)
 	if err != nil || len(s) != 36 {
-		return uuid.Nil, fail(fiber.StatusNotFound, what+" not found")
+		return uuid.Nil, notFound(missing, s)
 	}
 	return id, nil
 }
@@ -130,4 +172,36 @@ func byteCount(n int64) string {
 	}
 }
 
-func jsonBool(raw json.RawMessage, b *bool) error { return json.Unmarshal(raw, b) }
+func (f fields) bool(name string) (bool, error) {
+	var b bool
+	if err := json.Unmarshal(f[name], &b); err != nil {
+		return false, fieldError(name, "must be true or false")
+	}
+	return b, nil
+}
+
+// page reads limit (1–100, default 50) and cursor.
+func page(c *fiber.Ctx) (int, store.Cursor, error) {
+	limit := 50
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100 {
+			return 0, store.Cursor{}, fieldError("limit", "must be an integer from 1 to 100")
+		}
+		limit = n
+	}
+	cur, err := store.ParseCursor(c.Query("cursor"))
+	if err != nil { // store.ErrBadCursor
+		return 0, store.Cursor{}, fieldError("cursor", "is not a cursor this API issued")
+	}
+	return limit, cur, nil
+}
+
+// parseTime reads a query time: the API's own format (UTC) or RFC3339.
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.ParseInLocation(time.DateTime, s, time.UTC); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339, s)
+}

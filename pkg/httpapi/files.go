@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
-	"github.com/hookline/hookline/pkg/blob"
 	"github.com/hookline/hookline/pkg/store"
 )
 
@@ -61,19 +61,18 @@ func (l *Links) check(id, expires, sig string, now time.Time) error {
 	return nil
 }
 
-func fileJSON(f store.File) fiber.Map {
-	return fiber.Map{"file_id": f.ID, "webhook_id": f.WebhookID, "file_name": f.FileName, "size": f.Size,
-		"content_type": f.ContentType, "sha256": f.SHA256, "uploaded_at": timestamp(f.UploadedAt)}
-}
-
+// ownFile loads the path's file if p may see it; store.ErrNoFile otherwise.
 func (a *API) ownFile(c *fiber.Ctx, p Principal) (store.File, error) {
-	id, err := pathUUID(c, "id", "file")
+	id, err := pathUUID(c, "id", store.ErrNoFile)
 	if err != nil {
 		return store.File{}, err
 	}
 	f, err := store.GetFile(c.UserContext(), a.db, id)
-	if errors.Is(err, store.ErrNoFile) || err == nil && !p.may(f.UserID) {
-		return f, fail(fiber.StatusNotFound, "file not found")
+	if err == nil && !p.may(f.UserID) {
+		err = store.ErrNoFile
+	}
+	if errors.Is(err, store.ErrNoFile) {
+		return store.File{}, notFound(store.ErrNoFile, id.String())
 	}
 	return f, err
 }
@@ -83,7 +82,7 @@ func (a *API) getFile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, "ok", fileJSON(f))
+	return ok(c, "ok", newFileJSON(f))
 }
 
 // fileContent serves the bytes to the owner's key, or to anyone holding a valid signed link.
@@ -105,11 +104,8 @@ func (a *API) fileContent(c *fiber.Ctx) error {
 		return err
 	}
 	r, err := a.blobs.Open(c.UserContext(), f.ObjectName)
-	if errors.Is(err, blob.ErrNotFound) {
-		return fail(fiber.StatusNotFound, "file not found")
-	}
 	if err != nil {
-		return err
+		return fmt.Errorf("file %s: %w", f.ID, err) // blob.ErrNotFound: 404
 	}
 	c.Set(fiber.HeaderContentType, f.ContentType)
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+strings.ReplaceAll(f.FileName, `"`, "_")+`"`)

@@ -84,19 +84,13 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	data := fiber.Map{
-		"file_id":      fileID,
-		"event_id":     eventID.String(),
-		"webhook_id":   w.ID,
-		"file_name":    SanitizeFileName(fh.Filename),
-		"size":         fh.Size,
-		"content_type": contentType,
-		"sha256":       hex.EncodeToString(sum.Sum(nil)),
-	}
-	evData := fiber.Map{"uploaded_at": now.Format(time.RFC3339), "download_url": a.opts.Links.URL(fileID, now)}
-	for k, v := range data {
-		evData[k] = v
-	}
+	out := uploadJSON{FileID: fileID, EventID: eventID.String(), WebhookID: w.ID, FileName: SanitizeFileName(fh.Filename),
+		Size: fh.Size, ContentType: contentType, SHA256: hex.EncodeToString(sum.Sum(nil))}
+	// The event's data is the answer plus uploaded_at and download_url. It goes through a map
+	// so its keys stay in the sorted order receivers have always seen.
+	evData := map[string]any{"uploaded_at": now.Format(time.RFC3339), "download_url": a.opts.Links.URL(fileID, now),
+		"file_id": out.FileID, "event_id": out.EventID, "webhook_id": out.WebhookID, "file_name": out.FileName,
+		"size": out.Size, "content_type": out.ContentType, "sha256": out.SHA256}
 	raw, err := json.Marshal(evData)
 	if err != nil {
 		return err
@@ -106,7 +100,7 @@ func (a *API) upload(c *fiber.Ctx) error {
 		return err
 	}
 	a.log.InfoContext(ctx, "file uploaded", "file_id", fileID, "event_id", eventID, "webhook_id", w.ID, "size", fh.Size)
-	return ok(c, "ok", data)
+	return ok(c, "ok", out)
 }
 
 // publish sends an event to events.<type> with Nats-Msg-Id = its id and waits for the ack.

@@ -1,6 +1,11 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
@@ -8,105 +13,130 @@ import (
 	"github.com/hookline/hookline/pkg/webhook"
 )
 
-func (a *API) listEventTypes(c *fiber.Ctx) error {
-	types, err := store.ListEventTypes(c.UserContext(), a.db)
-	if err != nil {
-		return err
-	}
-	out := make([]fiber.Map, 0, len(types))
-	for _, t := range types {
-		out = append(out, fiber.Map{"id": t.ID, "name": t.Name, "description": t.Description})
-	}
-	return ok(c, "ok", out)
-}
+// webhookFields are the names POST /webhook/register and PATCH /webhook/{id} know; any other
+// key is refused. user_id is registration's only, enabled PATCH's only.
+var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "enabled"}
 
-// registration is a checked POST /webhook/register body.
-type registration struct {
+// webhookBody is a checked registration or PATCH body; a nil field was absent (or null).
+type webhookBody struct {
 	UserID        int64
-	URL           string
+	URL           *string
 	EventTypeIDs  []uuid.UUID
+	typeField     string // event_type_ids or event_type_id, as the client wrote it
 	CustomHeaders map[string]string
 	CustomPayload map[string]any
+	Enabled       *bool
 }
 
-// parseRegistration checks every field in the order a person reads the body.
-func parseRegistration(f fields) (registration, error) {
+// parseWebhook is the one parser of registration and PATCH fields: the same names and the same
+// checks, in the order a person reads the body. A registration needs an event type, user_id
+// and url, and may not set enabled; a PATCH may not change user_id. Every error is a field
+// error.
+func parseWebhook(f fields, register bool) (webhookBody, error) {
 	var (
-		r   registration
+		b   webhookBody
 		err error
 	)
 	switch {
 	case f.has("event_type_ids"):
-		if r.EventTypeIDs, err = f.uuids("event_type_ids"); err != nil {
-			return r, err
+		b.typeField = "event_type_ids"
+		if b.EventTypeIDs, err = f.uuids("event_type_ids"); err != nil {
+			return b, err
 		}
 	case f.has("event_type_id"):
+		b.typeField = "event_type_id"
 		id, err := f.uuid("event_type_id")
 		if err != nil {
-			return r, err
+			return b, err
 		}
-		r.EventTypeIDs = []uuid.UUID{id}
-	default:
-		return r, fieldError("event_type_id", "is required")
+		b.EventTypeIDs = []uuid.UUID{id}
+	case register:
+		return b, fieldError("event_type_id", "is required")
 	}
-	if !f.has("user_id") {
-		return r, fieldError("user_id", "is required")
+	switch {
+	case register && !f.has("user_id"):
+		return b, fieldError("user_id", "is required")
+	case register:
+		if b.UserID, err = f.positiveInt("user_id"); err != nil {
+			return b, err
+		}
+	case f.has("user_id"):
+		return b, fieldError("user_id", "cannot be changed: register a webhook for the other user instead")
 	}
-	if r.UserID, err = f.positiveInt("user_id"); err != nil {
-		return r, err
-	}
-	if !f.has("url") {
-		return r, fieldError("url", "is required")
-	}
-	raw, err := f.str("url")
-	if err != nil {
-		return r, err
-	}
-	if r.URL, err = webhook.ValidateURL(raw); err != nil {
-		return r, err
+	switch {
+	case register && !f.has("url"):
+		return b, fieldError("url", "is required")
+	case f.has("url"):
+		raw, err := f.str("url")
+		if err != nil {
+			return b, err
+		}
+		u, err := webhook.ValidateURL(raw)
+		if err != nil {
+			return b, err
+		}
+		b.URL = &u
 	}
 	if f.has("custom_headers") {
-		if r.CustomHeaders, err = f.stringMap("custom_headers"); err != nil {
-			return r, err
+		if b.CustomHeaders, err = f.stringMap("custom_headers"); err != nil {
+			return b, err
 		}
-		if err := webhook.ValidateHeaders(r.CustomHeaders); err != nil {
-			return r, err
+		if err := webhook.ValidateHeaders(b.CustomHeaders); err != nil {
+			return b, err
 		}
 	}
 	if f.has("custom_payload") {
-		if r.CustomPayload, err = f.object("custom_payload"); err != nil {
-			return r, err
+		if b.CustomPayload, err = f.object("custom_payload"); err != nil {
+			return b, err
 		}
-		if err := webhook.ValidatePayload(r.CustomPayload); err != nil {
-			return r, err
+		if err := webhook.ValidatePayload(b.CustomPayload); err != nil {
+			return b, err
 		}
 	}
-	return r, nil
+	switch {
+	case register && f.has("enabled"):
+		return b, fieldError("enabled", "cannot be set at registration: a webhook starts enabled")
+	case f.has("enabled"):
+		e, err := f.bool("enabled")
+		if err != nil {
+			return b, err
+		}
+		b.Enabled = &e
+	}
+	return b, nil
 }
 
-func (a *API) registerWebhook(c *fiber.Ctx) error {
-	f, err := a.jsonObject(c)
-	if err != nil {
-		return err
+// checkEventTypes answers a 422 naming the body's event type field when an id matches no
+// event type.
+func (a *API) checkEventTypes(ctx context.Context, b webhookBody) error {
+	if b.EventTypeIDs == nil {
+		return nil
 	}
-	r, err := parseRegistration(f)
-	if err != nil {
-		return err
-	}
-	if err := forUser(c, r.UserID); err != nil {
-		return err
-	}
-	ctx := c.UserContext()
-	missing, err := store.MissingEventTypes(ctx, a.db, r.EventTypeIDs)
+	missing, err := store.MissingEventTypes(ctx, a.db, b.EventTypeIDs)
 	if err != nil {
 		return err
 	}
 	if len(missing) > 0 {
-		field := "event_type_ids"
-		if !f.has(field) {
-			field = "event_type_id"
-		}
-		return fieldError(field, "no event type with id "+missing[0].String())
+		return fieldError(b.typeField, "no event type with id "+missing[0].String())
+	}
+	return nil
+}
+
+func (a *API) registerWebhook(c *fiber.Ctx) error {
+	f, err := a.jsonObject(c, webhookFields)
+	if err != nil {
+		return err
+	}
+	b, err := parseWebhook(f, true)
+	if err != nil {
+		return err
+	}
+	if err := forUser(c, b.UserID); err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	if err := a.checkEventTypes(ctx, b); err != nil {
+		return err
 	}
 	secret, err := webhook.NewSecret()
 	if err != nil {
@@ -116,15 +146,55 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	w, err := store.CreateWebhook(ctx, a.db, store.NewWebhook{UserID: r.UserID, URL: r.URL, EventTypeIDs: r.EventTypeIDs,
-		CustomHeaders: r.CustomHeaders, CustomPayload: r.CustomPayload, Secret: stored})
+	w, err := store.CreateWebhook(ctx, a.db, store.NewWebhook{UserID: b.UserID, URL: *b.URL, EventTypeIDs: b.EventTypeIDs,
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Secret: stored})
 	if err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "webhook registered", "webhook_id", w.ID, "user_id", w.UserID)
-	out := webhookJSON(w)
-	out["secret"] = string(secret) // shown once, never again
-	return ok(c, "Register Webhook Successfully!", out)
+	return ok(c, "Register Webhook Successfully!", registeredJSON{newWebhookJSON(w), string(secret)}) // shown once
+}
+
+func (a *API) patchWebhook(c *fiber.Ctx) error {
+	w, err := a.ownWebhook(c, "id")
+	if err != nil {
+		return err
+	}
+	f, err := a.jsonObject(c, webhookFields)
+	if err != nil {
+		return err
+	}
+	b, err := parseWebhook(f, false)
+	if err != nil {
+		return err
+	}
+	if err := a.checkEventTypes(c.UserContext(), b); err != nil {
+		return err
+	}
+	out, err := store.UpdateWebhook(c.UserContext(), a.db, w.ID, store.WebhookPatch{URL: b.URL, EventTypeIDs: b.EventTypeIDs,
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled})
+	if err != nil {
+		return err
+	}
+	a.log.InfoContext(c.UserContext(), "webhook updated", "webhook_id", w.ID)
+	return ok(c, "Webhook updated", newWebhookJSON(out))
+}
+
+// ownWebhook loads the path's webhook if the key may see it; webhook.ErrNotFound otherwise, so
+// another tenant's webhook looks exactly like a missing one.
+func (a *API) ownWebhook(c *fiber.Ctx, param string) (webhook.Webhook, error) {
+	id, err := pathUUID(c, param, webhook.ErrNotFound)
+	if err != nil {
+		return webhook.Webhook{}, err
+	}
+	w, err := store.GetWebhook(c.UserContext(), a.db, id)
+	if err == nil && !principal(c).may(w.UserID) {
+		err = webhook.ErrNotFound
+	}
+	if errors.Is(err, webhook.ErrNotFound) {
+		return webhook.Webhook{}, notFound(webhook.ErrNotFound, id.String())
+	}
+	return w, err
 }
 
 func (a *API) getWebhook(c *fiber.Ctx) error {
@@ -132,31 +202,93 @@ func (a *API) getWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, "ok", webhookJSON(w))
+	return ok(c, "ok", newWebhookJSON(w))
 }
 
-// webhookJSON is the webhook object of DESIGN §10; never the secret.
-func webhookJSON(w webhook.Webhook) fiber.Map {
-	headers, payload := w.CustomHeaders, w.CustomPayload
-	if headers == nil {
-		headers = map[string]string{}
+func (a *API) listWebhooks(c *fiber.Ctx) error {
+	user := principal(c).UserID
+	if s := c.Query("user_id"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return fieldError("user_id", "must be a positive integer")
+		}
+		if err := forUser(c, n); err != nil {
+			return err
+		}
+		user = n
 	}
-	if payload == nil {
-		payload = map[string]any{}
+	limit, cur, err := page(c)
+	if err != nil {
+		return err
 	}
-	ids := w.EventTypeIDs
-	if ids == nil {
-		ids = []uuid.UUID{}
+	pg, err := store.ListWebhooks(c.UserContext(), a.db, user, limit, cur)
+	if err != nil {
+		return err
 	}
-	m := fiber.Map{"id": w.ID, "user_id": w.UserID, "url": w.URL, "event_type_ids": ids,
-		"custom_headers": headers, "custom_payload": payload, "enabled": w.Enabled,
-		"disabled_reason": nil, "disabled_at": nil,
-		"created_at": timestamp(w.CreatedAt), "updated_at": timestamp(w.UpdatedAt)}
-	if w.DisabledReason != "" {
-		m["disabled_reason"] = w.DisabledReason
+	out := make([]webhookJSON, 0, len(pg.Items))
+	for _, w := range pg.Items {
+		out = append(out, newWebhookJSON(w))
 	}
-	if w.DisabledAt != nil {
-		m["disabled_at"] = timestamp(*w.DisabledAt)
+	return listed(c, out, pg.Next)
+}
+
+func (a *API) deleteWebhook(c *fiber.Ctx) error {
+	w, err := a.ownWebhook(c, "id")
+	if err != nil {
+		return err
 	}
-	return m
+	ctx := c.UserContext()
+	objects, err := store.DeleteWebhook(ctx, a.db, w.ID)
+	if err != nil {
+		return err // webhook.ErrNotFound when a concurrent delete came first
+	}
+	// The webhook's files go with it (retention: objects live until their webhook is deleted).
+	for _, name := range objects {
+		if err := a.blobs.Delete(ctx, name); err != nil {
+			a.log.WarnContext(ctx, "delete file object", "webhook_id", w.ID, "object", name, "err", err)
+		}
+	}
+	a.log.InfoContext(ctx, "webhook deleted", "webhook_id", w.ID, "files", len(objects))
+	return ok(c, "Webhook deleted", idJSON{w.ID.String()})
+}
+
+// RotationOverlap is how long the old secret keeps signing after a rotation.
+const RotationOverlap = 24 * time.Hour
+
+func (a *API) rotateSecret(c *fiber.Ctx) error {
+	w, err := a.ownWebhook(c, "id")
+	if err != nil {
+		return err
+	}
+	secret, err := webhook.NewSecret()
+	if err != nil {
+		return err
+	}
+	stored, err := a.opts.Sealer.Seal(secret)
+	if err != nil {
+		return err
+	}
+	until := time.Now().Add(RotationOverlap)
+	if err := store.RotateSecret(c.UserContext(), a.db, w.ID, stored, until); err != nil {
+		return err
+	}
+	a.log.InfoContext(c.UserContext(), "webhook secret rotated", "webhook_id", w.ID)
+	return ok(c, "Secret rotated", rotatedJSON{ID: w.ID, Secret: string(secret), PreviousSecretExpiresAt: apiTime(until)})
+}
+
+func (a *API) recoverWebhook(c *fiber.Ctx) error {
+	w, err := a.ownWebhook(c, "id")
+	if err != nil {
+		return err
+	}
+	since, err := parseTime(c.Query("since"))
+	if err != nil {
+		return fieldError("since", "is required: YYYY-MM-DD HH:MM:SS (UTC) or RFC3339")
+	}
+	n, err := store.RecoverWebhook(c.UserContext(), a.db, w.ID, since)
+	if err != nil {
+		return err
+	}
+	a.log.InfoContext(c.UserContext(), "failed deliveries requeued", "webhook_id", w.ID, "count", n)
+	return accepted(c, "Recovery queued", requeuedJSON{n})
 }

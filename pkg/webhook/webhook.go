@@ -3,25 +3,21 @@
 // secrets, Standard Webhooks signatures and the rendered request body.
 //
 // It does no I/O: storing registrations is package store's job, sending
-// requests is package egress's and dispatcher's.
+// requests is package egress's and dispatcher's. Of ours it imports only
+// package event, whose FieldError it shares.
 package webhook
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/hookline/hookline/pkg/event"
+)
 
 // FieldError reports bad input: which field and what is wrong with it,
-// worded for a person. httpapi turns it into a 422 with
+// worded for a person. It is event.FieldError, so every package's bad
+// input is one type, which httpapi turns into a 422 with
 // data {"field": Field, "problem": Problem}.
-type FieldError struct {
-	Field   string
-	Problem string
-}
-
-// Error returns "<field>: <problem>".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
-
-// FieldProblem returns the field and the problem, so callers can recognise
-// field errors of several packages through one small interface.
-func (e *FieldError) FieldProblem() (field, problem string) { return e.Field, e.Problem }
+type FieldError = event.FieldError
 
 // ErrSignature reports a webhook-signature header with no v1 signature that
 // matches the secret. Verify returns it unwrapped.

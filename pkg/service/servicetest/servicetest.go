@@ -209,6 +209,7 @@ func send(tb testing.TB, req *http.Request) Response {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	CheckResponse(tb, req, resp.StatusCode, resp.Header, raw) // every answer against docs/openapi.yaml
 	out := Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if req.URL.Path == "/metrics" {
 		return out
