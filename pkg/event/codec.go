@@ -268,3 +268,20 @@ func appendUUID(b []byte, u uuid.UUID) []byte {
 	b = append(b, '-')
 	return hex.AppendEncode(b, u[10:16])
 }
+
+// PeekID returns the id an event that failed Decode would have had, for its rejection record:
+// the body's id when it is valid, else the Nats-Msg-Id when valid, else "".
+func PeekID(body []byte, msgID string) string {
+	var w struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(body, &w) == nil {
+		if id, err := decodeString(w.ID, "id"); err == nil && ValidID(id) {
+			return id
+		}
+	}
+	if ValidID(msgID) {
+		return msgID
+	}
+	return ""
+}

@@ -68,9 +68,10 @@ func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
 		if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
 			b.recheck = true
 		}
-		e, err := event.Decode(m.Subject(), m.Headers().Get(nats.MsgIdHdr), m.Data(), now)
+		msgID := m.Headers().Get(nats.MsgIdHdr)
+		e, err := event.Decode(m.Subject(), msgID, m.Data(), now)
 		if err != nil {
-			b.malformed = append(b.malformed, rejection(m, "", "malformed", err.Error()))
+			b.malformed = append(b.malformed, rejection(m, event.PeekID(m.Data(), msgID), "malformed", err.Error()))
 			continue
 		}
 		b.decoded = append(b.decoded, decoded{m, e})

@@ -14,8 +14,8 @@ import (
 	"github.com/hookline/hookline/pkg/webhook"
 )
 
-// benchWebhook registers one webhook subscribed to upload.completed.
-func benchWebhook(b *testing.B, db *store.DB) uuid.UUID {
+// testWebhook registers one webhook subscribed to upload.completed.
+func testWebhook(b testing.TB, db *store.DB) uuid.UUID {
 	b.Helper()
 	ctx := context.Background()
 	typeID, err := store.EventTypeIDByName(ctx, db, "upload.completed")
@@ -34,8 +34,8 @@ func benchWebhook(b *testing.B, db *store.DB) uuid.UUID {
 	return w.ID
 }
 
-// benchEvents makes n accepted events of one delivery each, ids unique across calls.
-func benchEvents(prefix string, n int, hook uuid.UUID) []store.AcceptedEvent {
+// testEvents makes n accepted events of one delivery each, ids unique across calls.
+func testEvents(prefix string, n int, hook uuid.UUID) []store.AcceptedEvent {
 	now := time.Now().UTC()
 	payload := []byte(`{"type":"upload.completed","timestamp":"2026-01-01T00:00:00Z","data":{"n":1}}`)
 	evs := make([]store.AcceptedEvent, n)
@@ -53,11 +53,11 @@ func BenchmarkSaveEvents(b *testing.B) {
 	for _, batch := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			db := storetest.New(b)
-			hook := benchWebhook(b, db)
+			hook := testWebhook(b, db)
 			ctx := context.Background()
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
-				evs := benchEvents(fmt.Sprintf("save-%d", i), batch, hook)
+				evs := testEvents(fmt.Sprintf("save-%d", i), batch, hook)
 				b.StartTimer()
 				if _, err := store.SaveEvents(ctx, db, evs, nil, 0, 0); err != nil {
 					b.Fatal(err)
@@ -76,11 +76,11 @@ func BenchmarkRecordOutcomes(b *testing.B) {
 		for _, batch := range []int{1, 16, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", kind, batch), func(b *testing.B) {
 				db := storetest.New(b)
-				hook := benchWebhook(b, db)
+				hook := testWebhook(b, db)
 				ctx := context.Background()
 				for i := 0; b.Loop(); i++ {
 					b.StopTimer()
-					evs := benchEvents(fmt.Sprintf("rec-%d", i), batch, hook)
+					evs := testEvents(fmt.Sprintf("rec-%d", i), batch, hook)
 					if _, err := store.SaveEvents(ctx, db, evs, nil, 0, 0); err != nil {
 						b.Fatal(err)
 					}
@@ -109,12 +109,12 @@ func BenchmarkRecordOutcomes(b *testing.B) {
 // (a NUL escaped in JSON): the split finds it and writes the other 255.
 func BenchmarkSplitPoison(b *testing.B) {
 	db := storetest.New(b)
-	hook := benchWebhook(b, db)
+	hook := testWebhook(b, db)
 	ctx := context.Background()
 	const batch = 256
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		evs := benchEvents(fmt.Sprintf("poison-%d", i), batch, hook)
+		evs := testEvents(fmt.Sprintf("poison-%d", i), batch, hook)
 		evs[batch/3].Data = []byte(`{"x":"a\u0000b"}`)
 		b.StartTimer()
 		var bad int
