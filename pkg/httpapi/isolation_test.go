@@ -154,7 +154,9 @@ func raw(t *testing.T, sys *servicetest.System, method, path string, body any, h
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		servicetest.CheckResponse(t, req, resp.StatusCode, resp.Header, b)
 		return resp.StatusCode
 	}
 	return sys.Do(t, method, path, body, headers...).Status

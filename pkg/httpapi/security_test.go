@@ -76,12 +76,14 @@ func TestUploadNamesAndDownloadLinks(t *testing.T) {
 		t.Fatalf("webhook body has no download_url: %s", rv.Got()[0].Body)
 	}
 	get := func(u string) (int, string) {
-		resp, err := http.Get(u)
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		servicetest.CheckResponse(t, req, resp.StatusCode, resp.Header, b)
 		return resp.StatusCode, string(b)
 	}
 	if code, content := get(body.Data.DownloadURL); code != 200 || content != "#!/bin/sh\necho hi\n" {
@@ -167,6 +169,7 @@ func TestHugeUploadRefused(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	servicetest.CheckResponse(t, req, resp.StatusCode, resp.Header, b)
 	if resp.StatusCode != 413 || !strings.Contains(string(b), `"error":true`) {
 		t.Fatalf("1 GiB upload = %d %s, want 413 envelope", resp.StatusCode, b)
 	}

@@ -72,7 +72,7 @@ func TestUnknownFieldsRefused(t *testing.T) {
 	after := tableCounts(t, sys)
 	for table, n := range counts {
 		if n >= 0 && after[table] != n {
-			t.Errorf("%s: %d rows before, %d after refused requests", table, n, after[table])
+			t.Errorf("%s: %d rows after the refused requests, want %d", table, after[table], n)
 		}
 	}
 	if got := sys.Do(t, http.MethodGet, "/webhook/"+w.ID, nil); string(got.Data) != string(before.Data) {
