@@ -258,8 +258,8 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 		},
 		"receiver": "fasthttp server on 127.0.0.1, answers 200 at once (hol: 10 of 100 endpoints hang until the client gives up)",
 		"floor": fmt.Sprintf("JetStream file stream on an embedded server (default sync, in-process connection) → pull consumer → "+
-			"one pgx COPY per batch of what is queued (≤ %d rows, synchronous_commit=on) → fasthttp POST of the body (%d keep-alive connections) → "+
-			"one AckAll per batch after every 2xx; no signing, no attempt log", floorBatchMax, floorPosters),
+			"one pgx COPY per batch of what is queued (≤ %d rows, %d at once, synchronous_commit=on) → fasthttp POST of the body "+
+			"(%d keep-alive connections) → one AckAll per batch after every 2xx; no signing, no attempt log", floorBatchMax, floorCopiers, floorPosters),
 		"crash": fmt.Sprintf("all-in-one binary as a child process (embedded NATS, data dir in a temp dir), one webhook to one healthy receiver; "+
 			"%d events on NATS events.%s (unacked publishes retried with the same Nats-Msg-Id); SIGKILL at a quarter received, "+
 			"restart at once on the same data dir and database; lost = owed events not received %s after the restart", b.crashEvents, benchType, b.crashDeadline),
