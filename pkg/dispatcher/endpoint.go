@@ -20,7 +20,9 @@ type endpoint struct {
 	limit int64         // 3 * concurrency
 
 	room     chan struct{} // a token whenever a slot frees; admit waits on it
-	lastDone atomic.Int64  // unix nanos of the last finished attempt
+	// lastDone is the unix nanos of the last progress: an attempt finished, or one started
+	// while none was in flight (an idle endpoint is not a hung one).
+	lastDone atomic.Int64
 	born     time.Time     // when the first delivery arrived
 
 	mu       sync.Mutex
@@ -133,9 +135,16 @@ func (e *endpoint) handBackAt(now time.Time, base time.Duration) time.Time {
 	if earliest := now.Add(base); e.nextSlot.Before(earliest) {
 		e.nextSlot = earliest
 	}
+	// Never further than maxHandBack ahead: a misjudged endpoint gets its surplus back soon.
 	e.nextSlot = e.nextSlot.Add(step)
+	if latest := now.Add(base + maxHandBack); e.nextSlot.After(latest) {
+		e.nextSlot = latest
+	}
 	return e.nextSlot
 }
+
+// maxHandBack bounds how far past the base delay a handed-back delivery is scheduled.
+const maxHandBack = time.Minute
 
 type entry int
 
@@ -162,6 +171,12 @@ func (d *Dispatcher) endpoint(id uuid.UUID) *endpoint {
 func (e *endpoint) enter(ctx context.Context, waiting prometheus.Gauge) entry {
 	select {
 	case e.slots <- struct{}{}:
+		if len(e.slots) == 1 {
+			// Busy again after being idle: its progress clock restarts now, or an endpoint
+			// that merely had nothing to do would count as hung (after a restart, the
+			// messages a dead process held all come back together after AckWait).
+			e.lastDone.Store(time.Now().UnixNano())
+		}
 		return entered
 	default:
 	}
