@@ -216,4 +216,3 @@ func apiCall(t *testing.T, req *http.Request, data any) {
 		}
 	}
 }
-

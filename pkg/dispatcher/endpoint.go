@@ -19,11 +19,11 @@ type endpoint struct {
 	held  atomic.Int64  // in flight + waiting
 	limit int64         // 3 * concurrency
 
-	room     chan struct{} // a token whenever a slot frees; admit waits on it
+	room chan struct{} // a token whenever a slot frees; admit waits on it
 	// lastDone is the unix nanos of the last progress: an attempt finished, or one started
 	// while none was in flight (an idle endpoint is not a hung one).
 	lastDone atomic.Int64
-	born     time.Time     // when the first delivery arrived
+	born     time.Time // when the first delivery arrived
 
 	mu       sync.Mutex
 	latency  float64   // moving average of attempt durations, seconds
