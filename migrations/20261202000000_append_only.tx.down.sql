@@ -15,5 +15,7 @@ UPDATE deliveries SET next_attempt_at = NULL WHERE status = 'pending';
 ALTER TABLE rejected_events ALTER COLUMN payload TYPE text USING encode(payload, 'escape');
 DROP TABLE IF EXISTS reconciler_marks;
 DROP INDEX IF EXISTS deliveries_created_brin;
+DROP INDEX IF EXISTS events_received_brin;
+CREATE INDEX events_received_idx ON events (received_at);
 DROP INDEX IF EXISTS deliveries_claimed_idx;
 CREATE INDEX deliveries_inflight_idx ON deliveries (updated_at) WHERE status = 'pending';
