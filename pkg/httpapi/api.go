@@ -47,6 +47,8 @@ type API struct {
 	opts  Options
 	app   *fiber.App
 	keys  keyCache
+	// schemas: the event types' schemas, for POST /events
+	schemas typeSchemas
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter
@@ -98,6 +100,8 @@ func (a *API) routes() {
 	app.Use(a.authenticate) // every route below needs a key
 	app.Get("/event_type", a.listEventTypes)
 	app.Post("/event_type", adminOnly, a.createEventType)
+	app.Patch("/event_type/:id", adminOnly, a.patchEventType)
+	app.Delete("/event_type/:id", adminOnly, a.deleteEventType)
 
 	app.Post("/webhook/register", a.registerWebhook)
 	app.Get("/webhooks", a.listWebhooks)
@@ -115,7 +119,9 @@ func (a *API) routes() {
 	app.Get("/files/:id", a.getFile)
 
 	app.Post("/events", a.publishEvent)
-	app.Get("/events/rejected", adminOnly, a.listRejected)
+	app.Get("/events/rejected", adminOnly, a.listRejected) // before /events/:id
+	app.Get("/events", a.listEvents)
+	app.Get("/events/:id", a.getEvent)
 }
 
 // Run serves on addr until ctx ends, then shuts down gracefully.

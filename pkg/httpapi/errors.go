@@ -41,6 +41,8 @@ var sentinels = []struct {
 	{webhook.ErrNotFound, fiber.StatusNotFound},
 	{store.ErrNoDelivery, fiber.StatusNotFound},
 	{store.ErrNoFile, fiber.StatusNotFound},
+	{store.ErrNoEventType, fiber.StatusNotFound},
+	{store.ErrNoEvent, fiber.StatusNotFound},
 	{blob.ErrNotFound, fiber.StatusNotFound},
 	{store.ErrNoKey, fiber.StatusUnauthorized},
 	{store.ErrDuplicate, fiber.StatusConflict},

@@ -32,6 +32,8 @@ func TestErrorHandlerMapsEveryError(t *testing.T) {
 		{notFound(webhook.ErrNotFound, id), 404, "webhook not found: " + id, ""},
 		{notFound(store.ErrNoDelivery, id), 404, "delivery not found: " + id, ""},
 		{notFound(store.ErrNoFile, "not-a-uuid"), 404, "file not found: not-a-uuid", ""},
+		{notFound(store.ErrNoEventType, id), 404, "event type not found: " + id, ""},
+		{notFound(store.ErrNoEvent, "evt_1"), 404, "event not found: evt_1", ""},
 		{fmt.Errorf("file %s: %w", id, blob.ErrNotFound), 404, "file " + id + ": object not found", ""},
 		{store.ErrNoKey, 401, "unknown or revoked api key", ""},
 		{fmt.Errorf("event type %q: %w", "a.b", store.ErrDuplicate), 409, `event type "a.b": already exists`, ""},

@@ -54,7 +54,8 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 	w := sys.Register(t, 1, rv.URL, nil, auth1...)
 	up := sys.Upload(t, w.ID, "file", "a.txt", []byte("a"), auth1...)
 	var file struct {
-		FileID string `json:"file_id"`
+		FileID  string `json:"file_id"`
+		EventID string `json:"event_id"`
 	}
 	up.Decode(t, &file)
 	servicetest.Eventually(t, 10*time.Second, "delivery and file row", func() bool {
@@ -94,6 +95,10 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		"GET /files/:id":                           {"/files/" + file.FileID, nil, 404},
 		"POST /events":                             {"/events", map[string]any{"type": "upload.completed", "user_id": 1, "data": map[string]any{}}, 403},
 		"GET /events/rejected":                     {"/events/rejected", nil, 403},
+		"GET /events":                              {"/events?user_id=1", nil, 403},
+		"GET /events/:id":                          {"/events/" + file.EventID, nil, 404},
+		"PATCH /event_type/:id":                    {"/event_type/" + et, map[string]any{"schema": map[string]any{"type": "object", "required": []string{"x"}}}, 403},
+		"DELETE /event_type/:id":                   {"/event_type/" + et, nil, 403},
 	}
 	open := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /openapi.yaml": true}
 	before := tableCounts(t, sys)
@@ -137,6 +142,10 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 	sys.Do(t, http.MethodGet, "/webhooks", nil, auth2...).Decode(t, &mine)
 	if len(mine) != 0 {
 		t.Fatalf("user 2 lists %d webhooks, want 0", len(mine))
+	}
+	sys.Do(t, http.MethodGet, "/events", nil, auth2...).Decode(t, &mine)
+	if len(mine) != 0 {
+		t.Fatalf("user 2 lists %d events, want 0", len(mine))
 	}
 }
 

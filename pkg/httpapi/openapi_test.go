@@ -205,6 +205,15 @@ var belowAnswers = map[string][]string{
 	"store.RetryDelivery":     {"store.ErrConflict", "store.ErrNoDelivery"},
 	"store.GetFile":           {"store.ErrNoFile"},
 	"store.CreateEventType":   {"store.ErrDuplicate"},
+	"store.GetEventType":      {"store.ErrNoEventType"},
+	"store.UpdateEventType":   {"store.ErrNoEventType"},
+	"store.DeleteEventType":   {"store.ErrNoEventType", "store.ErrConflict"},
+	"store.EventTypeSchema":   nil,
+	"store.GetEvent":          {"store.ErrNoEvent"},
+	"store.ListEvents":        nil,
+	"event.CompileSchema":     nil, // its error becomes a field error on schema
+	"event.StorableJSON":      {"field"},
+	"event.ValidID":           nil,
 	"store.LookupAPIKey":      {"store.ErrNoKey"},
 	"store.ParseCursor":       nil, // store.ErrBadCursor, which page turns into a field error
 	"store.ListEventTypes":    nil,

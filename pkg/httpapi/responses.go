@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -59,14 +60,55 @@ func optionalTime(t *time.Time) *apiTime {
 	return &v
 }
 
+// eventTypeJSON is an event type; schema is null when it has none.
 type eventTypeJSON struct {
-	ID          uuid.UUID `json:"id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
+	ID          uuid.UUID       `json:"id"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Schema      json.RawMessage `json:"schema"`
 }
 
 func newEventTypeJSON(t webhook.EventType) eventTypeJSON {
-	return eventTypeJSON{ID: t.ID, Name: t.Name, Description: t.Description}
+	out := eventTypeJSON{ID: t.ID, Name: t.Name, Description: t.Description, Schema: t.Schema}
+	if out.Schema == nil {
+		out.Schema = json.RawMessage("null")
+	}
+	return out
+}
+
+// storedEventJSON is an item of GET /events: an accepted event as stored.
+type storedEventJSON struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	UserID     int64           `json:"user_id"`
+	OccurredAt apiTime         `json:"occurred_at"`
+	ReceivedAt apiTime         `json:"received_at"`
+	Data       json.RawMessage `json:"data"`
+}
+
+func newStoredEventJSON(e store.StoredEvent) storedEventJSON {
+	return storedEventJSON{ID: e.ID, Type: e.Type, UserID: e.UserID, OccurredAt: apiTime(e.OccurredAt),
+		ReceivedAt: apiTime(e.ReceivedAt), Data: e.Data}
+}
+
+// eventDetailJSON is GET /events/{id}: the event and its deliveries, with their statuses.
+type eventDetailJSON struct {
+	storedEventJSON
+	Deliveries []eventDeliveryJSON `json:"deliveries"`
+}
+
+type eventDeliveryJSON struct {
+	ID        uuid.UUID `json:"id"`
+	WebhookID uuid.UUID `json:"webhook_id"`
+	Status    string    `json:"status"`
+}
+
+func newEventDetailJSON(e store.StoredEvent) eventDetailJSON {
+	out := eventDetailJSON{storedEventJSON: newStoredEventJSON(e), Deliveries: make([]eventDeliveryJSON, 0, len(e.Deliveries))}
+	for _, d := range e.Deliveries {
+		out.Deliveries = append(out.Deliveries, eventDeliveryJSON{ID: d.ID, WebhookID: d.WebhookID, Status: d.Status})
+	}
+	return out
 }
 
 // webhookJSON is the webhook object; never the secret.

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -87,15 +88,23 @@ func (b *batch) refs() []store.EventRef {
 	return refs
 }
 
-// classify decides each decoded event from its resolution (res[i] is b.decoded[i]'s).
-func (b *batch) classify(res []store.Resolution) {
+// classify decides each decoded event from its resolution (res[i] is b.decoded[i]'s). The
+// event type's schema, when it has one, is checked before the user: the same order as
+// POST /events, which answers a 422 for it before anything is looked up.
+func (b *batch) classify(res []store.Resolution, schemas *event.Schemas) {
 	b.accepted = b.accepted[:0]
 	b.rejected = append(b.rejected[:0], b.malformed...)
 	for i, d := range b.decoded {
 		r, e := res[i], d.ev
+		var invalid error
+		if !r.UnknownType && r.Schema != nil {
+			invalid = schemaError(schemas, r.Schema, e.Data)
+		}
 		switch {
 		case r.UnknownType:
 			b.reject(d.msg, e.ID, "unknown_type", "no event type named "+strconv.Quote(e.Type))
+		case invalid != nil:
+			b.reject(d.msg, e.ID, "schema", invalid.Error())
 		case r.UnknownUser:
 			b.reject(d.msg, e.ID, "unknown_user", "user "+strconv.FormatInt(e.UserID, 10)+" has no webhook registration")
 		case e.WebhookID != nil && len(r.Targets) == 0:
@@ -109,6 +118,16 @@ func (b *batch) classify(res []store.Resolution) {
 			b.accepted = append(b.accepted, row{msg: d.msg, acc: &a})
 		}
 	}
+}
+
+// schemaError checks data against the event type's schema. A schema that no longer compiles
+// (the API only stores ones that do) refuses every event, with that reason.
+func schemaError(schemas *event.Schemas, schema, data []byte) error {
+	s, err := schemas.Get(schema)
+	if err != nil {
+		return errors.New("the event type's schema " + err.Error())
+	}
+	return s.Validate(data)
 }
 
 // reject records that m is rejected (also when it was accepted so far: PostgreSQL refused

@@ -42,6 +42,9 @@ type Processor struct {
 	log  *slog.Logger
 	opts Options
 	subs *subscriptions
+	// schemas holds the event types' schemas compiled, by document: the subscription cache
+	// carries each type's document, and moves on when one changes.
+	schemas *event.Schemas
 }
 
 // New builds a processor.
@@ -52,7 +55,7 @@ func New(db *store.DB, js jetstream.JetStream, m *metrics.Set, log *slog.Logger,
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
-	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o, subs: newSubscriptions()}
+	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o, subs: newSubscriptions(), schemas: &event.Schemas{}}
 }
 
 // deliveryNamespace makes delivery ids deterministic: one (event, webhook) pair is one
@@ -175,7 +178,7 @@ func (p *Processor) save(ctx context.Context, b *batch, try int) ([]delivery.Due
 	if try >= 2 {
 		version = 0 // subscriptions keep changing: take this fresh answer without the check
 	}
-	b.classify(res)
+	b.classify(res, p.schemas)
 	var queued []delivery.Due
 	write := func(rs []row) error {
 		acc, rej := splitRows(rs)

@@ -29,11 +29,14 @@ type Resolution struct {
 	UnknownType bool
 	UnknownUser bool // the user has no webhook registration at all
 	Targets     []Subscription
+	Schema      []byte // the event type's JSON Schema for data; nil for none
+
 }
 
 // Resolve looks up, for a batch of events in one query, the webhooks that receive each: the
 // event's own webhook_id, or every enabled, live webhook of its user subscribed to its type.
-// It also returns the subscription version its answers belong to (see SaveEvents).
+// It also returns each event type's schema, and the subscription version its answers belong to
+// (see SaveEvents); a schema change moves the version.
 func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, int64, error) {
 	out := make([]Resolution, len(refs))
 	if len(refs) == 0 {
@@ -55,6 +58,7 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 		SELECT (SELECT version FROM subscription_version), e.i,
 		       NOT EXISTS (SELECT 1 FROM event_types t WHERE t.name = e.type),
 		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL),
+		       (SELECT t.schema FROM event_types t WHERE t.name = e.type),
 		       s.id, s.custom_payload
 		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::uuid[]) AS e(i, user_id, type, webhook_id)
 		LEFT JOIN LATERAL (
@@ -78,10 +82,10 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 			hook    *uuid.UUID
 			payload []byte
 		)
-		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &hook, &payload); err != nil {
+		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &r.Schema, &hook, &payload); err != nil {
 			return nil, 0, err
 		}
-		out[i].UnknownType, out[i].UnknownUser = r.UnknownType, r.UnknownUser
+		out[i].UnknownType, out[i].UnknownUser, out[i].Schema = r.UnknownType, r.UnknownUser, r.Schema
 		if hook != nil {
 			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload})
 		}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -22,11 +23,13 @@ type Webhook struct {
 	UpdatedAt      time.Time
 }
 
-// EventType is a kind of event webhooks subscribe to; its name is the subject suffix.
+// EventType is a kind of event webhooks subscribe to; its name is the subject suffix. Schema
+// is a JSON Schema for its events' data, nil for none.
 type EventType struct {
 	ID          uuid.UUID
 	Name        string
 	Description string
+	Schema      json.RawMessage
 }
 
 // ErrNotFound reports a webhook id that matches no live registration. Callers test with

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ErrNoEvent reports an event id that matches no stored event (or one past retention).
+var ErrNoEvent = errors.New("event not found")
+
+// StoredEvent is an accepted event as kept in PostgreSQL; GetEvent adds its deliveries.
+type StoredEvent struct {
+	ID         string
+	Type       string
+	UserID     int64
+	OccurredAt time.Time
+	ReceivedAt time.Time
+	Data       []byte
+	Deliveries []EventDelivery
+}
+
+// EventDelivery is one delivery of an event, with its status as delivery_states shows it.
+type EventDelivery struct {
+	ID        uuid.UUID
+	WebhookID uuid.UUID
+	Status    string
+}
+
+const storedEventColumns = "id, type, user_id, occurred_at, received_at, data"
+
+func scanStoredEvent(row interface{ Scan(...any) error }) (StoredEvent, error) {
+	var e StoredEvent
+	err := row.Scan(&e.ID, &e.Type, &e.UserID, &e.OccurredAt, &e.ReceivedAt, &e.Data)
+	return e, err
+}
+
+// GetEvent loads an event and its deliveries to live webhooks, oldest first; ErrNoEvent when
+// there is none. Statuses come from the view delivery_states: a delivery whose first attempt
+// succeeded is still 'pending' in its own row.
+func GetEvent(ctx context.Context, db Querier, id string) (StoredEvent, error) {
+	e, err := scanStoredEvent(db.QueryRowContext(ctx, "SELECT "+storedEventColumns+" FROM events WHERE id = $1", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, ErrNoEvent
+	}
+	if err != nil {
+		return e, fmt.Errorf("load event %s: %w", id, err)
+	}
+	rows, err := db.QueryContext(ctx, `
+		SELECT s.id, s.webhook_id, s.status FROM delivery_states s
+		JOIN webhook_registrations w ON w.id = s.webhook_id AND w.deleted_at IS NULL
+		WHERE s.event_id = $1 ORDER BY s.created_at, s.id`, id)
+	if err != nil {
+		return e, fmt.Errorf("load deliveries of event %s: %w", id, err)
+	}
+	defer rows.Close()
+	e.Deliveries = []EventDelivery{}
+	for rows.Next() {
+		var d EventDelivery
+		if err := rows.Scan(&d.ID, &d.WebhookID, &d.Status); err != nil {
+			return e, err
+		}
+		e.Deliveries = append(e.Deliveries, d)
+	}
+	return e, rows.Err()
+}
+
+// EventFilter narrows ListEvents: UserID 0 = every user, Type "" = every type, a zero time =
+// no bound. Since is inclusive, Until exclusive; both compare with received_at.
+type EventFilter struct {
+	UserID       int64
+	Type         string
+	Since, Until time.Time
+}
+
+// ListEvents lists stored events newest first (by received_at, then id), without their
+// deliveries.
+func ListEvents(ctx context.Context, db Querier, f EventFilter, limit int, after Cursor) (Page[StoredEvent], error) {
+	var page Page[StoredEvent]
+	rows, err := db.QueryContext(ctx, `SELECT `+storedEventColumns+` FROM events
+		WHERE ($1 = 0 OR user_id = $1) AND ($2 = '' OR type = $2)
+		  AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4)
+		  AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6))
+		ORDER BY received_at DESC, id DESC LIMIT $7`,
+		f.UserID, f.Type, nullTime(f.Since), nullTime(f.Until), nullTime(after.At), after.ID, limit+1)
+	if err != nil {
+		return page, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanStoredEvent(rows)
+		if err != nil {
+			return page, fmt.Errorf("list events: %w", err)
+		}
+		page.Items = append(page.Items, e)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		last := page.Items[limit-1]
+		page.Next = &Cursor{At: last.ReceivedAt, ID: last.ID}
+	}
+	return page, rows.Err()
+}
