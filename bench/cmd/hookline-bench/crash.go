@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -207,13 +205,13 @@ func (b *bench) crash(ctx context.Context, res runResult) (runResult, error) {
 	var et struct {
 		ID string `json:"id"`
 	}
-	if err := apiPost(ctx, p.api+"/event_type", b.adminKey, map[string]any{"name": benchType, "description": "benchmark events"}, &et); err != nil {
+	if err := apiDo(ctx, http.MethodPost, p.api+"/event_type", b.adminKey, map[string]any{"name": benchType, "description": "benchmark events"}, &et); err != nil {
 		return res, err
 	}
 	var wh struct {
 		ID string `json:"id"`
 	}
-	if err := apiPost(ctx, p.api+"/webhook/register", b.adminKey,
+	if err := apiDo(ctx, http.MethodPost, p.api+"/webhook/register", b.adminKey,
 		map[string]any{"event_type_id": et.ID, "user_id": 1, "url": rv.URL}, &wh); err != nil {
 		return res, err
 	}
@@ -350,39 +348,6 @@ func publishAll(ctx context.Context, js jetstream.JetStream, prefix string, tota
 			}
 		}
 	}
-}
-
-// apiPost posts body as JSON with the key and decodes the envelope's data into out.
-func apiPost(ctx context.Context, url, key string, body, out any) error {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Message string          `json:"message"`
-		Data    json.RawMessage `json:"data"`
-		Error   bool            `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		return fmt.Errorf("POST %s: %d, %w", url, resp.StatusCode, err)
-	}
-	if resp.StatusCode != http.StatusOK || env.Error {
-		return fmt.Errorf("POST %s: %d %s %s", url, resp.StatusCode, env.Message, env.Data)
-	}
-	return json.Unmarshal(env.Data, out)
 }
 
 // queued is true while any of Hookline's consumer pending and ack-pending gauges or deliveries

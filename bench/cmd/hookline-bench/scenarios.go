@@ -177,7 +177,7 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 		for i := range urls {
 			urls[i] = rv.endpointURL(i)
 		}
-		if ids, err = registerEndpoints(ctx, o.dbURL, urls); err != nil {
+		if ids, err = registerEndpoints(ctx, sys.APIURL, o.adminKey, urls); err != nil {
 			return res, err
 		}
 		natsURL = sys.NATSURL

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -27,7 +29,6 @@ import (
 	"github.com/hookline/hookline/pkg/natsx/embedded"
 	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/store"
-	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // benchDB owns the benchmark's database on the local server: recreated empty for every run,
@@ -317,41 +318,82 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 // benchType is the event type the generators publish.
 const benchType = "bench.event"
 
-// registerEndpoints creates the bench event type and one webhook per endpoint: webhook i
-// belongs to user i+1 and receives bench.event and upload.completed.
-func registerEndpoints(ctx context.Context, dbURL string, urls []string) ([]string, error) {
-	db, err := store.Open(ctx, dbURL, 2)
-	if err != nil {
+// registerEndpoints creates the bench event type and one webhook per endpoint through the
+// public API (so the benchmark does not depend on the store's internals): webhook i belongs
+// to user i+1 and receives bench.event and upload.completed.
+func registerEndpoints(ctx context.Context, api, key string, urls []string) ([]string, error) {
+	var types []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := apiDo(ctx, http.MethodGet, api+"/event_type", key, nil, &types); err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	t, err := store.CreateEventType(ctx, db, benchType, "benchmark events")
-	if err != nil && !errors.Is(err, store.ErrDuplicate) {
-		return nil, err
+	ids := map[string]string{}
+	for _, t := range types {
+		ids[t.Name] = t.ID
 	}
-	if errors.Is(err, store.ErrDuplicate) {
-		if t.ID, err = store.EventTypeIDByName(ctx, db, benchType); err != nil {
+	if ids[benchType] == "" {
+		var t struct {
+			ID string `json:"id"`
+		}
+		if err := apiDo(ctx, http.MethodPost, api+"/event_type", key, map[string]any{"name": benchType, "description": "benchmark events"}, &t); err != nil {
 			return nil, err
 		}
+		ids[benchType] = t.ID
 	}
-	up, err := store.EventTypeIDByName(ctx, db, "upload.completed")
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
+	var out []string
 	for i, u := range urls {
-		sec, err := webhook.NewSecret()
+		var w struct {
+			ID string `json:"id"`
+		}
+		err := apiDo(ctx, http.MethodPost, api+"/webhook/register", key, map[string]any{"user_id": i + 1, "url": u,
+			"event_type_ids": []string{ids[benchType], ids["upload.completed"]}}, &w)
 		if err != nil {
 			return nil, err
 		}
-		w, err := store.CreateWebhook(ctx, db, store.NewWebhook{UserID: int64(i + 1), URL: u,
-			EventTypeIDs: []uuid.UUID{t.ID, up}, Secret: string(sec)})
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, w.ID.String())
+		out = append(out, w.ID)
 	}
-	return ids, nil
+	return out, nil
+}
+
+// apiDo sends body (if not nil) as JSON with the key and decodes the envelope's data into out.
+func apiDo(ctx context.Context, method, url, key string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+		Error   bool            `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return fmt.Errorf("%s %s: %d, %w", method, url, resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || env.Error {
+		return fmt.Errorf("%s %s: %d %s %s", method, url, resp.StatusCode, env.Message, env.Data)
+	}
+	return json.Unmarshal(env.Data, out)
 }
 
 func randomKey() string {
