@@ -189,8 +189,8 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		return
 	}
 	if d.mayBeStale(m, msg) {
-		// Old enough that the reconciler may have sent a copy (or this is that copy): look
-		// at the row and skip an attempt that is no longer due, rather than POST it twice.
+		// Redelivered, reconciled or old: look at the row and skip an attempt that is no
+		// longer due (already recorded), rather than POST it twice.
 		due, err := store.AttemptDue(ctx, d.db, msg.ID, msg.Attempt)
 		if err != nil {
 			_ = m.NakWithDelay(time.Second)
@@ -279,14 +279,16 @@ func parseMessage(m jetstream.Msg) (message, error) {
 	return msg, nil
 }
 
-// mayBeStale reports a message published long enough ago (or by the reconciler) that another
-// copy of the same attempt may exist.
+// mayBeStale reports a message whose attempt may already have been made: a redelivery (the
+// process that held it may have posted and recorded it, then died or lost the ack), a copy
+// from the reconciler, or one published long enough ago that the reconciler may have sent a
+// copy. Only these cost a look at PostgreSQL before the POST.
 func (d *Dispatcher) mayBeStale(m jetstream.Msg, msg message) bool {
 	if strings.HasPrefix(msg.Key, "r") {
 		return true
 	}
 	md, err := m.Metadata()
-	return err != nil || time.Since(md.Timestamp) > d.opts.ReconcileAfter/2
+	return err != nil || md.NumDelivered > 1 || time.Since(md.Timestamp) > d.opts.ReconcileAfter/2
 }
 
 // ended is the outcome of a delivery whose webhook can no longer receive: failed, no attempt.

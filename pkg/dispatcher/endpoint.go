@@ -20,8 +20,9 @@ type endpoint struct {
 	limit int64         // 3 * concurrency
 
 	room chan struct{} // a token whenever a slot frees; admit waits on it
-	// lastDone is the unix nanos of the last progress: an attempt finished, or one started
-	// while none was in flight (an idle endpoint is not a hung one).
+	// lastDone is the unix nanos of the last progress: a place freed (an attempt finished or
+	// a delivery ended without one), or an attempt started while none was in flight (an
+	// idle endpoint is not a hung one).
 	lastDone atomic.Int64
 	born     time.Time // when the first delivery arrived
 
@@ -40,7 +41,7 @@ const slowAttempt = time.Second
 // duration / concurrency) for which the consumer waits rather than hands the delivery back.
 // Past it, a saturated endpoint's waits would hold up every other endpoint's messages queued
 // behind in the stream.
-const quickSlot = 5 * time.Millisecond
+const quickSlot = 10 * time.Millisecond
 
 // reserve takes a place (in flight or waiting) at the endpoint for one delivery; false means
 // none is left and the delivery is handed back. It runs on the consumer's callback, in order,
@@ -75,6 +76,10 @@ func (e *endpoint) reserve(ctx context.Context) bool {
 
 // release gives back a place taken by reserve when no attempt followed.
 func (e *endpoint) release() {
+	// A place freed is progress, with or without an attempt (a redelivered copy found
+	// already recorded, a webhook gone): an endpoint is hung only while it holds places and
+	// frees none.
+	e.lastDone.Store(time.Now().UnixNano())
 	e.held.Add(-1)
 	e.signal()
 }
@@ -88,8 +93,8 @@ func (e *endpoint) signal() {
 
 // healthy reports an endpoint worth waiting for when it is full: new (nothing finished yet,
 // first delivery within slowAttempt; right after a restart every endpoint is new), or making
-// progress (an attempt finished within slowAttempt) with attempts that average under
-// slowAttempt and a slot that frees within quickSlot on average.
+// progress (a place freed within slowAttempt) with attempts that average under slowAttempt
+// and a slot that frees within quickSlot on average.
 func (e *endpoint) healthy(now time.Time) bool {
 	last := e.lastDone.Load()
 	if last == 0 {

@@ -36,12 +36,12 @@ func TestEndpointHealthy(t *testing.T) {
 	if slow.healthy(time.Now()) {
 		t.Fatal("an endpoint whose attempts time out should not be healthy")
 	}
-	// 500 ms per attempt, 32 slots: a slot frees every ~16 ms on average, too slow to make
+	// 800 ms per attempt, 32 slots: a slot frees every 25 ms on average, too slow to make
 	// the whole consumer wait for it.
 	busy := newTestEndpoint(32)
-	busy.observe(500 * time.Millisecond)
+	busy.observe(800 * time.Millisecond)
 	if busy.healthy(time.Now()) {
-		t.Fatal("an endpoint whose slots free every 16 ms should not be waited for")
+		t.Fatal("an endpoint whose slots free every 25 ms should not be waited for")
 	}
 }
 
