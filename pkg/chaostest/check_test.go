@@ -1,0 +1,206 @@
+package chaostest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/pkg/processor"
+)
+
+// result is one scenario run's line in docs/reliability.md.
+type result struct {
+	Scenario   string  `json:"scenario"`
+	Events     int     `json:"events"`   // acknowledged by JetStream (POST /events 200 or a PubAck)
+	Refused    int     `json:"refused"`  // never acknowledged within the load's give-up time
+	Expected   int     `json:"expected"` // deliveries owed for the acknowledged events
+	Lost       int     `json:"lost"`     // owed and never received
+	Duplicates int     `json:"duplicates"`
+	Recover    float64 `json:"recover_s"` // from the end of the fault to the last delivery owed for events acknowledged before it
+	Drain      float64 `json:"drain_s"`   // from the end of the load to the last delivery owed
+	Unexpected int     `json:"unexpected"`
+	BadSig     int     `json:"bad_signatures"`
+	Stuck      int     `json:"stuck"`          // delivery_states rows not succeeded once all arrived
+	NoAttempt  int     `json:"no_attempt_row"` // receipts without a successful attempt row
+	TwoSuccess int     `json:"multiple_success_rows"`
+	APIErrors  string  `json:"api_errors"`
+	NATSErrors int     `json:"nats_errors"`
+}
+
+// check waits until every delivery owed for the load's acknowledged events reached the
+// receiver (distinct webhook-id) or until within after the load ended, then checks PostgreSQL:
+// no delivery left short of succeeded in delivery_states, every receipt with its successful
+// attempt row, no delivery with two success rows.
+func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultEnd time.Time, within time.Duration) result {
+	t.Helper()
+	r := result{Scenario: name}
+	owed := map[string]time.Time{} // delivery id -> when its event was acknowledged
+	for _, e := range ld.events {
+		if e.accepted.IsZero() {
+			r.Refused++
+			continue
+		}
+		r.Events++
+		for _, h := range s.webhooks {
+			if h.user == e.user && slices.Contains(h.types, e.typ) {
+				owed[processor.DeliveryID(e.id, h.id).String()] = e.accepted
+			}
+		}
+	}
+	r.Expected = len(owed)
+	missing := func() int {
+		rv.mu.Lock()
+		defer rv.mu.Unlock()
+		n := 0
+		for id := range owed {
+			if rv.seen[id] == nil {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := ld.ended.Add(within)
+	for missing() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	rv.mu.Lock()
+	var last, lastBefore time.Time
+	for id, acc := range owed {
+		rc := rv.seen[id]
+		if rc == nil {
+			r.Lost++
+			continue
+		}
+		last = maxTime(last, rc.first)
+		if acc.Before(faultEnd) {
+			lastBefore = maxTime(lastBefore, rc.first)
+		}
+	}
+	received := map[string]bool{}
+	for id, rc := range rv.seen {
+		received[id] = true
+		r.Duplicates += rc.count - 1
+		if _, ok := owed[id]; !ok {
+			r.Unexpected++
+		}
+	}
+	r.BadSig = rv.badSig
+	rv.mu.Unlock()
+	r.Recover = max(0, lastBefore.Sub(faultEnd).Seconds())
+	r.Drain = max(0, last.Sub(ld.ended).Seconds())
+	ld.mu.Lock()
+	if len(ld.apiStatus) > 0 {
+		b, _ := json.Marshal(ld.apiStatus)
+		r.APIErrors = string(b)
+	}
+	r.NATSErrors = ld.natsErrs
+	ld.mu.Unlock()
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	count := func(q string) int {
+		var n int
+		if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	// The last attempts' rows are written in batches after the receiver answered.
+	stuckQ := "SELECT count(*) FROM delivery_states WHERE status <> 'succeeded'"
+	for wait := time.Now().Add(30 * time.Second); count(stuckQ) > 0 && time.Now().Before(wait); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.Stuck = count(stuckQ)
+	rows, err := conn.Query(ctx, `SELECT delivery_id::text,
+		count(*) FILTER (WHERE status_code BETWEEN 200 AND 299 AND error IS NULL)
+		FROM delivery_attempts GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	success := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		success[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id := range received {
+		if success[id] == 0 {
+			r.NoAttempt++
+		}
+	}
+	for _, n := range success {
+		if n > 1 {
+			r.TwoSuccess++
+		}
+	}
+	if r.Stuck > 0 {
+		rows, _ := conn.Query(ctx, "SELECT status, count(*) FROM delivery_states WHERE status <> 'succeeded' GROUP BY 1")
+		for rows.Next() {
+			var st string
+			var n int
+			_ = rows.Scan(&st, &n)
+			t.Logf("%s: %d deliveries %s", name, n, st)
+		}
+		rows.Close()
+	}
+	report(t, r)
+	return r
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// report logs the result and appends it, as a JSON line, to $HOOKLINE_CHAOS_REPORT when set.
+func report(t *testing.T, r result) {
+	b, _ := json.Marshal(r)
+	t.Logf("RESULT %s", b)
+	if path := os.Getenv("HOOKLINE_CHAOS_REPORT"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "%s\n", b)
+	}
+}
+
+// verdict fails the test on what must hold after every scenario.
+func verdict(t *testing.T, r result) {
+	t.Helper()
+	if r.Lost > 0 {
+		t.Errorf("%s: %d of %d owed deliveries never arrived", r.Scenario, r.Lost, r.Expected)
+	}
+	if r.BadSig > 0 {
+		t.Errorf("%s: %d requests failed signature verification", r.Scenario, r.BadSig)
+	}
+	if r.Stuck > 0 {
+		t.Errorf("%s: %d deliveries not succeeded in delivery_states", r.Scenario, r.Stuck)
+	}
+	if r.NoAttempt > 0 {
+		t.Errorf("%s: %d received deliveries have no successful attempt row", r.Scenario, r.NoAttempt)
+	}
+	if r.TwoSuccess > 0 {
+		t.Errorf("%s: %d deliveries have more than one success row", r.Scenario, r.TwoSuccess)
+	}
+}

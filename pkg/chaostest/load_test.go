@@ -1,0 +1,217 @@
+package chaostest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/pkg/webhook"
+)
+
+func waitTCP(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not accepting connections after %s: %v", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// receiver is every webhook's endpoint (/w/<index>): it verifies each request's signature with
+// its webhook's secret, answers 200 after delay, and counts requests per webhook-id.
+type receiver struct {
+	*httptest.Server
+	delay time.Duration
+
+	mu       sync.Mutex
+	secrets  []webhook.Secret
+	seen     map[string]*receipt
+	requests int
+	badSig   int
+}
+
+type receipt struct {
+	count int
+	first time.Time
+}
+
+func newReceiver(t *testing.T, delay time.Duration) *receiver {
+	rv := &receiver{delay: delay, seen: map[string]*receipt{}}
+	rv.Server = httptest.NewServer(http.HandlerFunc(rv.serve))
+	t.Cleanup(rv.Close)
+	return rv
+}
+
+func (rv *receiver) setWebhooks(hooks []hook) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	for _, h := range hooks {
+		rv.secrets = append(rv.secrets, webhook.Secret(h.secret))
+	}
+}
+
+func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	id := r.Header.Get("webhook-id")
+	i, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/w/"))
+	rv.mu.Lock()
+	ok := i >= 0 && i < len(rv.secrets) &&
+		webhook.Verify(rv.secrets[i], id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, now, 5*time.Minute) == nil
+	rv.requests++
+	if !ok {
+		rv.badSig++
+	}
+	rc := rv.seen[id]
+	if rc == nil {
+		rc = &receipt{first: now}
+		rv.seen[id] = rc
+	}
+	rc.count++
+	rv.mu.Unlock()
+	if rv.delay > 0 {
+		time.Sleep(rv.delay)
+	}
+	if !ok {
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+}
+
+func (rv *receiver) distinct() int {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return len(rv.seen)
+}
+
+// event is one event of the load and when JetStream acknowledged it (zero: never).
+type event struct {
+	id       string
+	user     int
+	typ      string
+	viaAPI   bool
+	accepted time.Time
+}
+
+// loader sends events at a steady rate, half through POST /events and half straight to NATS
+// (events.<type>), and retries each with the same id until it is acknowledged or giveUp.
+type loader struct {
+	events []event
+	wg     sync.WaitGroup
+	ended  time.Time
+
+	mu        sync.Mutex
+	apiStatus map[string]int // answers other than 200, by status (or "error")
+	natsErrs  int
+	accepted  atomic.Int64
+}
+
+func startLoad(t *testing.T, s *stack, n, rate int, giveUp time.Duration) *loader {
+	t.Helper()
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.ReconnectBufSize(-1)) // no buffering while away: a publish either gets its ack or retries
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := &loader{events: make([]event, n), apiStatus: map[string]int{}}
+	prefix := fmt.Sprintf("chaos-%d-", time.Now().UnixNano())
+	for i := range ld.events {
+		ld.events[i] = event{id: prefix + strconv.Itoa(i), user: i%3 + 1, typ: eventTypes[(i/3)%2], viaAPI: i%2 == 0}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	next := make(chan int)
+	stop := time.Now().Add(giveUp)
+	for range 32 {
+		ld.wg.Go(func() {
+			for i := range next {
+				ld.send(s, client, js, &ld.events[i], stop)
+			}
+		})
+	}
+	ld.wg.Go(func() {
+		defer close(next)
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for i := range n {
+			<-tick.C
+			next <- i
+		}
+	})
+	return ld
+}
+
+func (ld *loader) send(s *stack, client *http.Client, js jetstream.JetStream, e *event, stop time.Time) {
+	body, _ := json.Marshal(map[string]any{"id": e.id, "type": e.typ, "user_id": e.user, "data": map[string]any{"id": e.id}})
+	for time.Now().Before(stop) {
+		if e.viaAPI {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+s.ingress.addr+"/events", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+adminKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					e.accepted = time.Now()
+					ld.accepted.Add(1)
+					return
+				}
+			}
+			key := "error"
+			if err == nil {
+				key = strconv.Itoa(resp.StatusCode)
+			}
+			ld.mu.Lock()
+			ld.apiStatus[key]++
+			ld.mu.Unlock()
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: "events." + e.typ, Data: body,
+				Header: nats.Header{nats.MsgIdHdr: []string{e.id}}})
+			cancel()
+			if err == nil {
+				e.accepted = time.Now()
+				ld.accepted.Add(1)
+				return
+			}
+			ld.mu.Lock()
+			ld.natsErrs++
+			ld.mu.Unlock()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// wait returns once every event is acknowledged or given up.
+func (ld *loader) wait() {
+	ld.wg.Wait()
+	ld.ended = time.Now()
+}

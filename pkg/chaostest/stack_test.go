@@ -1,0 +1,159 @@
+package chaostest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// stack is one scenario's system: a database in the shared private cluster, a nats-server
+// process with its own store directory, and the three services as processes.
+type stack struct {
+	t          *testing.T
+	pg         *pgCluster
+	dbURL      string
+	nats       *proc
+	natsURL    string
+	ingress    *service
+	processor  *service
+	dispatcher *service
+	webhooks   []hook
+}
+
+// hook is a registered webhook: its user, the types it is subscribed to, and its secret.
+type hook struct {
+	id     uuid.UUID
+	user   int
+	types  []string
+	secret string
+}
+
+// Event types and subscriptions of the load: 3 users, 7 webhooks, 2 types; an event of user u
+// and type ty goes to every one of u's webhooks subscribed to ty (1 to 3 of them).
+var (
+	eventTypes    = []string{"chaos.created", "chaos.updated"}
+	subscriptions = []struct {
+		user  int
+		types []string
+	}{
+		{1, []string{"chaos.created"}},
+		{1, []string{"chaos.created", "chaos.updated"}},
+		{2, []string{"chaos.created", "chaos.updated"}},
+		{2, []string{"chaos.updated"}},
+		{3, []string{"chaos.created"}},
+		{3, []string{"chaos.created", "chaos.updated"}},
+		{3, []string{"chaos.updated"}},
+	}
+)
+
+type stackOptions struct {
+	receiverDelay time.Duration // how long the receiver holds each request
+}
+
+func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
+	t.Helper()
+	b := buildBinaries(t)
+	s := &stack{t: t, pg: pg}
+	s.dbURL = pg.createDB(name, b["hookline"])
+
+	natsPort := freePort(t)
+	s.natsURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	storeDir := filepath.Join(t.TempDir(), "jetstream")
+	s.nats = newProc(t, "nats-server", b["nats-server"], nil,
+		"-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort))
+	s.nats.start()
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", natsPort), 30*time.Second)
+
+	env := map[string]string{
+		"DATABASE_URL":                   s.dbURL,
+		"NATS_URL":                       s.natsURL,
+		"HOOKLINE_ADMIN_API_KEY":         adminKey,
+		"HOOKLINE_ENCRYPTION_KEY":        encryptionKey,
+		"HOOKLINE_ALLOW_PRIVATE_TARGETS": "true",
+		// Fast retries, so a failed attempt is not what the recovery time measures.
+		"HOOKLINE_RETRY_SCHEDULE": "0s,1s,2s,5s,10s,20s,30s,60s",
+		"PATH":                    os.Getenv("PATH"),
+	}
+	mk := func(name string) *service {
+		e := map[string]string{"HOOKLINE_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"HOOKLINE_DATA_DIR": t.TempDir()}
+		for k, v := range env {
+			e[k] = v
+		}
+		sv := &service{proc: newProc(t, name, b[name], e), addr: e["HOOKLINE_HTTP_ADDR"]}
+		sv.start()
+		return sv
+	}
+	s.ingress, s.processor, s.dispatcher = mk("ingress"), mk("processor"), mk("dispatcher")
+	for _, sv := range s.services() {
+		sv.ready(60 * time.Second)
+	}
+
+	typeIDs := map[string]string{}
+	for _, ty := range eventTypes {
+		var et struct{ ID string }
+		s.api("POST", "/event_type", map[string]any{"name": ty, "description": "chaos load"}, &et)
+		typeIDs[ty] = et.ID
+	}
+	for i, sub := range subscriptions {
+		var ids []string
+		for _, ty := range sub.types {
+			ids = append(ids, typeIDs[ty])
+		}
+		var w struct {
+			ID     uuid.UUID
+			Secret string
+		}
+		s.api("POST", "/webhook/register", map[string]any{"event_type_ids": ids, "user_id": sub.user,
+			"url": fmt.Sprintf("%s/w/%d", rv.URL, i)}, &w)
+		s.webhooks = append(s.webhooks, hook{id: w.ID, user: sub.user, types: sub.types, secret: w.Secret})
+	}
+	rv.setWebhooks(s.webhooks)
+	return s
+}
+
+func (s *stack) services() []*service { return []*service{s.ingress, s.processor, s.dispatcher} }
+
+// restartNATS kills nats-server with sig, waits gap and starts it on the same port and store.
+func (s *stack) restartNATS(sig syscall.Signal, gap time.Duration) {
+	s.nats.kill(sig)
+	time.Sleep(gap)
+	s.nats.start()
+	waitTCP(s.t, s.natsURL[len("nats://"):], 30*time.Second)
+}
+
+// api calls the ingress with the admin key and decodes the envelope's data into out.
+func (s *stack) api(method, path string, body any, out any) {
+	s.t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, "http://"+s.ingress.addr+path, bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(b, &env) != nil {
+		s.t.Fatalf("%s %s = %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			s.t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
