@@ -214,6 +214,7 @@ var belowAnswers = map[string][]string{
 	"event.CompileSchema":     nil, // its error becomes a field error on schema
 	"event.StorableJSON":      {"field"},
 	"event.ValidID":           nil,
+	"event.ParseFilter":       {"field"},
 	"store.LookupAPIKey":      {"store.ErrNoKey"},
 	"store.ParseCursor":       nil, // store.ErrBadCursor, which page turns into a field error
 	"store.ListEventTypes":    nil,

@@ -119,6 +119,7 @@ type webhookJSON struct {
 	EventTypeIDs   []uuid.UUID       `json:"event_type_ids"`
 	CustomHeaders  map[string]string `json:"custom_headers"`
 	CustomPayload  map[string]any    `json:"custom_payload"`
+	Filter         json.RawMessage   `json:"filter"`
 	Enabled        bool              `json:"enabled"`
 	DisabledReason *string           `json:"disabled_reason"`
 	DisabledAt     *apiTime          `json:"disabled_at"`
@@ -128,7 +129,7 @@ type webhookJSON struct {
 
 func newWebhookJSON(w webhook.Webhook) webhookJSON {
 	out := webhookJSON{ID: w.ID, UserID: w.UserID, URL: w.URL, EventTypeIDs: w.EventTypeIDs,
-		CustomHeaders: w.CustomHeaders, CustomPayload: w.CustomPayload, Enabled: w.Enabled,
+		CustomHeaders: w.CustomHeaders, CustomPayload: w.CustomPayload, Filter: w.Filter, Enabled: w.Enabled,
 		DisabledAt: optionalTime(w.DisabledAt), CreatedAt: apiTime(w.CreatedAt), UpdatedAt: apiTime(w.UpdatedAt)}
 	if out.EventTypeIDs == nil {
 		out.EventTypeIDs = []uuid.UUID{}
@@ -138,6 +139,9 @@ func newWebhookJSON(w webhook.Webhook) webhookJSON {
 	}
 	if out.CustomPayload == nil {
 		out.CustomPayload = map[string]any{}
+	}
+	if out.Filter == nil {
+		out.Filter = json.RawMessage("null")
 	}
 	if w.DisabledReason != "" {
 		out.DisabledReason = &w.DisabledReason

@@ -9,13 +9,14 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/hookline/hookline/pkg/event"
 	"github.com/hookline/hookline/pkg/store"
 	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // webhookFields are the names POST /webhook/register and PATCH /webhook/{id} know; any other
 // key is refused. user_id is registration's only, enabled PATCH's only.
-var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "enabled"}
+var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "filter", "enabled"}
 
 // webhookBody is a checked registration or PATCH body; a nil field was absent (or null).
 type webhookBody struct {
@@ -26,6 +27,9 @@ type webhookBody struct {
 	CustomHeaders map[string]string
 	CustomPayload map[string]any
 	Enabled       *bool
+	// SetFilter: the body has "filter" (null removes it on PATCH); Filter nil for none.
+	SetFilter bool
+	Filter    []byte
 }
 
 // parseWebhook is the one parser of registration and PATCH fields: the same names and the same
@@ -93,6 +97,18 @@ func parseWebhook(f fields, register bool) (webhookBody, error) {
 			return b, err
 		}
 	}
+	if _, set := f["filter"]; set {
+		b.SetFilter = true
+		if f.has("filter") {
+			if _, err := event.ParseFilter("filter", f["filter"]); err != nil {
+				return b, err
+			}
+			if err := event.StorableJSON("filter", f["filter"]); err != nil {
+				return b, err
+			}
+			b.Filter = f["filter"]
+		}
+	}
 	switch {
 	case register && f.has("enabled"):
 		return b, fieldError("enabled", "cannot be set at registration: a webhook starts enabled")
@@ -147,7 +163,7 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 		return err
 	}
 	w, err := store.CreateWebhook(ctx, a.db, store.NewWebhook{UserID: b.UserID, URL: *b.URL, EventTypeIDs: b.EventTypeIDs,
-		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Secret: stored})
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Filter: b.Filter, Secret: stored})
 	if err != nil {
 		return err
 	}
@@ -172,7 +188,7 @@ func (a *API) patchWebhook(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := store.UpdateWebhook(c.UserContext(), a.db, w.ID, store.WebhookPatch{URL: b.URL, EventTypeIDs: b.EventTypeIDs,
-		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled})
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled, SetFilter: b.SetFilter, Filter: b.Filter})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ type Set struct {
 	EventsPublished   *prometheus.CounterVec   // type
 	EventsProcessed   *prometheus.CounterVec   // type
 	EventsRejected    *prometheus.CounterVec   // reason
+	EventsFiltered    *prometheus.CounterVec   // type: deliveries a webhook's filter held back
 	Deliveries        *prometheus.CounterVec   // outcome: succeeded, failed, retried
 	AttemptDuration   prometheus.Histogram
 	EndToEnd          prometheus.Histogram
@@ -52,6 +53,8 @@ func New() *Set {
 		Help: "Events the processor accepted and fanned out, by type."}, []string{"type"})
 	s.EventsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_events_rejected_total",
 		Help: "Events refused and kept in rejected_events, by reason."}, []string{"reason"})
+	s.EventsFiltered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_events_filtered_total",
+		Help: "Events a subscribed webhook did not receive because its payload filter did not match, by type (one per event and webhook)."}, []string{"type"})
 	s.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_deliveries_total",
 		Help: "Delivery attempts by outcome: succeeded, retried (failed, another attempt scheduled) or failed (no attempts left)."}, []string{"outcome"})
 	s.AttemptDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookline_delivery_attempt_duration_seconds",
@@ -65,7 +68,7 @@ func New() *Set {
 	s.EndpointsDisabled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_endpoints_disabled_total",
 		Help: "Webhooks disabled automatically, by reason: gone (410) or failing (every attempt failed for HOOKLINE_DISABLE_AFTER)."}, []string{"reason"})
 	for _, c := range []prometheus.Collector{s.HTTPRequests, s.HTTPDuration, s.EventsPublished, s.EventsProcessed,
-		s.EventsRejected, s.Deliveries, s.AttemptDuration, s.EndToEnd, s.RetriesScheduled, s.Waiting, s.EndpointsDisabled} {
+		s.EventsRejected, s.EventsFiltered, s.Deliveries, s.AttemptDuration, s.EndToEnd, s.RetriesScheduled, s.Waiting, s.EndpointsDisabled} {
 		f(c)
 	}
 	return s

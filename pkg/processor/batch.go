@@ -2,6 +2,7 @@ package processor
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +21,8 @@ type row struct {
 	acc    *store.AcceptedEvent
 	rej    *store.Rejection
 	reason string // a rejection's metric label
+	// filtered counts the subscribers of an accepted event whose filter did not match.
+	filtered int
 }
 
 func (r row) eventID() string {
@@ -91,7 +94,7 @@ func (b *batch) refs() []store.EventRef {
 // classify decides each decoded event from its resolution (res[i] is b.decoded[i]'s). The
 // event type's schema, when it has one, is checked before the user: the same order as
 // POST /events, which answers a 422 for it before anything is looked up.
-func (b *batch) classify(res []store.Resolution, schemas *event.Schemas) {
+func (b *batch) classify(res []store.Resolution, schemas *event.Schemas, filters *event.Filters) {
 	b.accepted = b.accepted[:0]
 	b.rejected = append(b.rejected[:0], b.malformed...)
 	for i, d := range b.decoded {
@@ -110,12 +113,13 @@ func (b *batch) classify(res []store.Resolution, schemas *event.Schemas) {
 		case e.WebhookID != nil && len(r.Targets) == 0:
 			b.reject(d.msg, e.ID, "unknown_webhook", "webhook "+e.WebhookID.String()+" is not an enabled subscriber of this user")
 		default:
-			a, err := accept(e, r.Targets)
+			targets, filtered := matching(e, r.Targets, filters)
+			a, err := accept(e, targets)
 			if err != nil {
 				b.reject(d.msg, e.ID, "malformed", err.Error())
 				continue
 			}
-			b.accepted = append(b.accepted, row{msg: d.msg, acc: &a})
+			b.accepted = append(b.accepted, row{msg: d.msg, acc: &a, filtered: filtered})
 		}
 	}
 }
@@ -128,6 +132,35 @@ func schemaError(schemas *event.Schemas, schema, data []byte) error {
 		return errors.New("the event type's schema " + err.Error())
 	}
 	return s.Validate(data)
+}
+
+// matching keeps the targets whose payload filter the event matches (or that have none) and
+// counts the others. The event is decoded for filters once, only when some target has one. A
+// stored filter that no longer parses (the API stores only ones that do) lets the event through:
+// a receiver gets an event too many rather than silently none.
+func matching(e event.Event, targets []store.Subscription, filters *event.Filters) ([]store.Subscription, int) {
+	if !slices.ContainsFunc(targets, func(t store.Subscription) bool { return t.Filter != nil }) {
+		return targets, 0 // the common case: nothing to decode
+	}
+	var (
+		doc  event.Doc
+		kept = make([]store.Subscription, 0, len(targets))
+	)
+	for _, t := range targets {
+		if t.Filter != nil {
+			f, err := filters.Get(t.Filter)
+			if err == nil {
+				if doc == nil {
+					doc = event.NewDoc(e)
+				}
+				if doc != nil && !f.Match(doc) {
+					continue
+				}
+			}
+		}
+		kept = append(kept, t)
+	}
+	return kept, len(targets) - len(kept)
 }
 
 // reject records that m is rejected (also when it was accepted so far: PostgreSQL refused
@@ -174,6 +207,9 @@ func (b *batch) settle(m *metrics.Set) {
 	for _, r := range b.accepted {
 		_ = r.msg.Ack() // a lost ack means a redelivery, which creates nothing twice
 		m.EventsProcessed.WithLabelValues(r.acc.Type).Inc()
+		if r.filtered > 0 {
+			m.EventsFiltered.WithLabelValues(r.acc.Type).Add(float64(r.filtered))
+		}
 	}
 	for _, r := range b.rejected {
 		_ = r.msg.TermWithReason(r.reason)

@@ -45,6 +45,8 @@ type Processor struct {
 	// schemas holds the event types' schemas compiled, by document: the subscription cache
 	// carries each type's document, and moves on when one changes.
 	schemas *event.Schemas
+	// filters holds the webhooks' payload filters parsed, by document.
+	filters *event.Filters
 }
 
 // New builds a processor.
@@ -55,7 +57,7 @@ func New(db *store.DB, js jetstream.JetStream, m *metrics.Set, log *slog.Logger,
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
-	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o, subs: newSubscriptions(), schemas: &event.Schemas{}}
+	return &Processor{db: db, js: js, m: m, log: log.With("component", "processor"), opts: o, subs: newSubscriptions(), schemas: &event.Schemas{}, filters: &event.Filters{}}
 }
 
 // deliveryNamespace makes delivery ids deterministic: one (event, webhook) pair is one
@@ -178,7 +180,7 @@ func (p *Processor) save(ctx context.Context, b *batch, try int) ([]delivery.Due
 	if try >= 2 {
 		version = 0 // subscriptions keep changing: take this fresh answer without the check
 	}
-	b.classify(res, p.schemas)
+	b.classify(res, p.schemas, p.filters)
 	var queued []delivery.Due
 	write := func(rs []row) error {
 		acc, rej := splitRows(rs)

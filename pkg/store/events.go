@@ -22,6 +22,7 @@ type EventRef struct {
 type Subscription struct {
 	WebhookID     uuid.UUID
 	CustomPayload []byte
+	Filter        []byte // the webhook's payload filter; nil for none
 }
 
 // Resolution says, for one event, whether it can be accepted and who receives it.
@@ -59,10 +60,10 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 		       NOT EXISTS (SELECT 1 FROM event_types t WHERE t.name = e.type),
 		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL),
 		       (SELECT t.schema FROM event_types t WHERE t.name = e.type),
-		       s.id, s.custom_payload
+		       s.id, s.custom_payload, s.filter
 		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::uuid[]) AS e(i, user_id, type, webhook_id)
 		LEFT JOIN LATERAL (
-			SELECT w.id, c.custom_payload FROM event_types t
+			SELECT w.id, c.custom_payload, w.filter FROM event_types t
 			JOIN webhook_configurations c ON c.event_type_id = t.id
 			JOIN webhook_registrations w ON w.id = c.webhook_id
 			WHERE t.name = e.type AND w.user_id = e.user_id AND w.deleted_at IS NULL AND w.enabled
@@ -81,13 +82,14 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 			r       Resolution
 			hook    *uuid.UUID
 			payload []byte
+			filter  []byte
 		)
-		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &r.Schema, &hook, &payload); err != nil {
+		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &r.Schema, &hook, &payload, &filter); err != nil {
 			return nil, 0, err
 		}
 		out[i].UnknownType, out[i].UnknownUser, out[i].Schema = r.UnknownType, r.UnknownUser, r.Schema
 		if hook != nil {
-			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload})
+			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload, Filter: filter})
 		}
 	}
 	if err := rows.Err(); err != nil {

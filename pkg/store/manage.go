@@ -117,6 +117,8 @@ type WebhookPatch struct {
 	CustomHeaders map[string]string
 	CustomPayload map[string]any
 	Enabled       *bool
+	SetFilter     bool   // replace the filter with Filter (nil removes it)
+	Filter        []byte // checked already
 }
 
 // UpdateWebhook applies a patch in one transaction. Re-enabling clears the disabled reason and
@@ -132,6 +134,12 @@ func UpdateWebhook(ctx context.Context, db *DB, id uuid.UUID, p WebhookPatch) (w
 		if p.URL != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET url = $2 WHERE id = $1`, id, *p.URL); err != nil {
 				return fmt.Errorf("update webhook %s: %w", id, err)
+			}
+		}
+		if p.SetFilter {
+			// A trigger moves the subscription version: the processor drops its cached targets.
+			if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET filter = $2::jsonb WHERE id = $1`, id, nullBytes(p.Filter)); err != nil {
+				return fmt.Errorf("update filter of webhook %s: %w", id, err)
 			}
 		}
 		if p.Enabled != nil {

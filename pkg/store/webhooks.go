@@ -22,6 +22,7 @@ type NewWebhook struct {
 	EventTypeIDs  []uuid.UUID
 	CustomHeaders map[string]string
 	CustomPayload map[string]any
+	Filter        []byte // payload filter, checked already; nil for none
 	Secret        string // as stored (encrypted when an encryption key is set)
 }
 
@@ -40,9 +41,9 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO webhook_registrations (id, user_id, url, secret)
-			VALUES ($1, $2, $3, $4) RETURNING created_at, updated_at`,
-			id, w.UserID, w.URL, w.Secret).Scan(&out.CreatedAt, &out.UpdatedAt)
+			INSERT INTO webhook_registrations (id, user_id, url, secret, filter)
+			VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING created_at, updated_at`,
+			id, w.UserID, w.URL, w.Secret, nullBytes(w.Filter)).Scan(&out.CreatedAt, &out.UpdatedAt)
 		if err != nil {
 			return fmt.Errorf("insert webhook: %w", err)
 		}
@@ -59,7 +60,7 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 		return webhook.Webhook{}, err
 	}
 	out.ID, out.UserID, out.URL, out.Enabled = id, w.UserID, w.URL, true
-	out.EventTypeIDs, out.CustomHeaders, out.CustomPayload = w.EventTypeIDs, w.CustomHeaders, w.CustomPayload
+	out.EventTypeIDs, out.CustomHeaders, out.CustomPayload, out.Filter = w.EventTypeIDs, w.CustomHeaders, w.CustomPayload, w.Filter
 	return out, nil
 }
 
@@ -89,14 +90,15 @@ func GetWebhook(ctx context.Context, db Querier, id uuid.UUID) (webhook.Webhook,
 		headers []byte
 		payload []byte
 		typeIDs []string
+		filter  []byte
 	)
 	err := db.QueryRowContext(ctx, `
-		SELECT w.id, w.user_id, w.url, w.enabled, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at,
+		SELECT w.id, w.user_id, w.url, w.enabled, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at, w.filter,
 		       COALESCE((SELECT c.custom_headers FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       COALESCE((SELECT c.custom_payload FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       ARRAY(SELECT c.event_type_id::text FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at, c.event_type_id)
 		FROM webhook_registrations w WHERE w.id = $1 AND w.deleted_at IS NULL`, id).
-		Scan(&w.ID, &w.UserID, &w.URL, &w.Enabled, &reason, &w.DisabledAt, &w.CreatedAt, &w.UpdatedAt,
+		Scan(&w.ID, &w.UserID, &w.URL, &w.Enabled, &reason, &w.DisabledAt, &w.CreatedAt, &w.UpdatedAt, &filter,
 			&headers, &payload, pgdialect.Array(&typeIDs))
 	if errors.Is(err, sql.ErrNoRows) {
 		return webhook.Webhook{}, webhook.ErrNotFound
@@ -105,6 +107,9 @@ func GetWebhook(ctx context.Context, db Querier, id uuid.UUID) (webhook.Webhook,
 		return webhook.Webhook{}, fmt.Errorf("load webhook %s: %w", id, err)
 	}
 	w.DisabledReason = reason.String
+	if filter != nil {
+		w.Filter = filter
+	}
 	if err := json.Unmarshal(headers, &w.CustomHeaders); err != nil {
 		return webhook.Webhook{}, fmt.Errorf("decode custom headers of webhook %s: %w", id, err)
 	}

@@ -16,6 +16,7 @@ type Webhook struct {
 	EventTypeIDs   []uuid.UUID
 	CustomHeaders  map[string]string
 	CustomPayload  map[string]any
+	Filter         json.RawMessage // payload filter (event.ParseFilter); nil for none
 	Enabled        bool
 	DisabledReason string
 	DisabledAt     *time.Time
