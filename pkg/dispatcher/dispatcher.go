@@ -88,6 +88,7 @@ type Dispatcher struct {
 	// within seconds, and a worker that holds one longer (waiting for a slot, a slow
 	// receiver) keeps it with InProgress.
 	keepAliveEvery time.Duration
+	away           natsx.Backoff // PostgreSQL failures on the message path
 }
 
 // New builds a dispatcher.
@@ -191,9 +192,11 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 	if d.mayBeStale(m, msg) {
 		// Redelivered, reconciled or old: look at the row and skip an attempt that is no
 		// longer due (already recorded), rather than POST it twice.
-		due, err := store.AttemptDue(ctx, d.db, msg.ID, msg.Attempt)
+		dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
+		due, err := store.AttemptDue(dbCtx, d.db, msg.ID, msg.Attempt)
+		cancel()
 		if err != nil {
-			_ = m.NakWithDelay(time.Second)
+			d.later(m, "check delivery", err)
 			return
 		}
 		if !due {
@@ -201,7 +204,9 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 			return
 		}
 	}
-	t, err := d.targets.get(ctx, msg.WebhookID)
+	dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
+	t, err := d.targets.get(dbCtx, msg.WebhookID)
+	cancel()
 	if err != nil {
 		switch {
 		case errors.Is(err, errGone):
@@ -214,10 +219,10 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 			w.add(m, d.ended(msg, err.Error()))
 			return
 		}
-		d.log.WarnContext(ctx, "load webhook", "webhook_id", msg.WebhookID, "err", err)
-		_ = m.NakWithDelay(time.Second) // PostgreSQL briefly away; the message comes back
+		d.later(m, "load webhook", err)
 		return
 	}
+	d.away.OK()
 	if !t.enabled {
 		w.add(m, d.ended(msg, "webhook disabled"))
 		return
@@ -246,6 +251,20 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		d.targets.markFailing(msg.WebhookID)
 	}
 	w.add(m, out)
+}
+
+// dbTimeout bounds each PostgreSQL read on the message path.
+const dbTimeout = 5 * time.Second
+
+// later hands m back to JetStream because PostgreSQL did not answer: redelivered after a wait
+// that grows from 1 s to 30 s while the failures go on, logged at most once per 10 s.
+func (d *Dispatcher) later(m jetstream.Msg, what string, err error) {
+	wait, logNow, unlogged := d.away.Fail(time.Now())
+	if logNow {
+		d.log.Warn("PostgreSQL unavailable, deliveries wait", "during", what, "err", err,
+			"retry_in", wait.String(), "failures_not_logged", unlogged)
+	}
+	_ = m.NakWithDelay(wait)
 }
 
 // message is a parsed DELIVERIES message.

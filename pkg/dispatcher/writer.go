@@ -6,15 +6,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/store"
 )
 
 // writer commits outcomes in batches — whatever has queued, up to a batch size, never a fixed
 // wait — and acks each message only after its outcome is committed.
 type writer struct {
-	d   *Dispatcher
-	max int
-	ch  chan pending
+	d    *Dispatcher
+	max  int
+	ch   chan pending
+	away natsx.Backoff // shared by the writer goroutines
 }
 
 type pending struct {
@@ -69,24 +71,29 @@ func (w *writer) run(ctx context.Context) error {
 // is found by splitting the batch and recorded with its texts replaced (see refused), so what
 // a receiver answers can never wedge the writer.
 func (w *writer) commit(ctx context.Context, outs []store.Outcome) bool {
-	wait := 100 * time.Millisecond
 	for {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		err := w.record(wctx, outs)
 		cancel()
 		if err == nil {
+			w.away.OK()
 			return true
 		}
 		if ctx.Err() != nil {
 			w.d.log.Warn("outcomes not recorded at shutdown; their messages will be redelivered", "outcomes", len(outs), "err", err)
 			return false
 		}
-		w.d.log.Warn("record outcomes, will retry", "outcomes", len(outs), "err", err, "retry_in", wait.String())
+		// The messages stay held (kept alive) meanwhile; the wait grows to 30 s, and the
+		// outage is logged once per 10 s, not once per batch.
+		wait, logNow, unlogged := w.away.Fail(time.Now())
+		if logNow {
+			w.d.log.Warn("record outcomes, will retry", "outcomes", len(outs), "err", err, "retry_in", wait.String(),
+				"failures_not_logged", unlogged)
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 
