@@ -238,6 +238,7 @@ func (b *bench) crash(ctx context.Context, res runResult) (runResult, error) {
 		defer close(pubDone)
 		publishAll(rctx, js, fmt.Sprintf("crash-%d-", res.Run), total, acked, &ackedN)
 	}()
+	defer func() { cancel(); <-pubDone }()
 
 	select {
 	case <-rv.kill:
