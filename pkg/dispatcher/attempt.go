@@ -26,6 +26,7 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 		Timestamp: strconv.FormatInt(now.Unix(), 10),
 		Signature: t.signer.Sign(id, now, msg.Payload),
 		Body:      msg.Payload,
+		Timeout:   t.timeout, // the webhook's own timeout_ms, else the client's default
 	})
 	if res.Err != nil && ctx.Err() != nil {
 		return store.Outcome{}, false

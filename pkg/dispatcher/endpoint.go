@@ -2,6 +2,8 @@ package dispatcher
 
 import (
 	"context"
+	"golang.org/x/time/rate"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,14 +12,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// endpoint limits one webhook's requests in flight to EndpointConcurrency, with at most twice
-// that many deliveries waiting in memory for a slot. Beyond that a delivery is handed back to
-// the retry mechanism, so a hung endpoint holds a bounded number of consumer slots and never
+// endpoint limits one webhook's requests in flight to its concurrency (the webhook's
+// max_concurrency, else EndpointConcurrency), and their rate to its rate_limit, with at most
+// twice that many deliveries waiting in memory for a slot. Beyond that a delivery is handed back
+// to the retry mechanism, so a hung endpoint holds a bounded number of consumer slots and never
 // starves the others.
 type endpoint struct {
-	slots chan struct{} // one token per request in flight
-	held  atomic.Int64  // in flight + waiting
-	limit int64         // 3 * concurrency
+	held  atomic.Int64 // in flight + waiting
+	limit atomic.Int64 // 3 * concurrency
+
+	// settings reads the webhook's concurrency and rate (0: none) from its cached row; nil
+	// keeps what the endpoint was made with. configure applies them, before each attempt, so a
+	// PATCH applies within the row cache's TTL and the first deliveries after a start are
+	// limited once their row is loaded (handle loads it before enter).
+	settings func() (concurrency int, perSecond float64)
 
 	room chan struct{} // a token whenever a slot frees; admit waits on it
 	// lastDone is the unix nanos of the last progress: a place freed (an attempt finished or
@@ -27,8 +35,99 @@ type endpoint struct {
 	born     time.Time // when the first delivery arrived
 
 	mu       sync.Mutex
-	latency  float64   // moving average of attempt durations, seconds
-	nextSlot time.Time // when the last handed-back delivery was scheduled
+	n        int             // concurrency: requests in flight at most
+	inflight int             // requests in flight (slots taken)
+	waiters  []chan struct{} // deliveries waiting for a slot, first come first served
+	rate     float64         // deliveries per second at most; 0: no limit
+	limiter  *rate.Limiter   // nil without a rate
+	latency  float64         // moving average of attempt durations, seconds
+	nextSlot time.Time       // when the last handed-back delivery was scheduled
+}
+
+func newEndpoint(n int, settings func() (int, float64)) *endpoint {
+	e := &endpoint{room: make(chan struct{}, 1), born: time.Now(), settings: settings, n: n}
+	e.limit.Store(int64(3 * n))
+	return e
+}
+
+// configure applies the webhook's current settings.
+func (e *endpoint) configure() {
+	if e.settings == nil {
+		return
+	}
+	n, perSecond := e.settings()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n > 0 && n != e.n {
+		e.n = n
+		e.limit.Store(int64(3 * n))
+		e.grant() // waiters may fit now
+	}
+	if perSecond != e.rate {
+		e.rate, e.limiter = perSecond, nil
+		if perSecond > 0 {
+			// A burst of one: attempts start at most 1/rate apart, so a receiver that asked
+			// for 50/s never sees more in any window.
+			e.limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
+		}
+	}
+}
+
+// grant hands free slots to the waiters, in order; e.mu is held. A slot goes straight to one
+// waiter (no herd woken on every release).
+func (e *endpoint) grant() {
+	for len(e.waiters) > 0 && e.inflight < e.n {
+		ch := e.waiters[0]
+		e.waiters = e.waiters[1:]
+		e.inflight++
+		ch <- struct{}{} // buffered: never blocks
+	}
+}
+
+// acquire takes a slot, waiting for one (counted in waiting) when all are taken; waited says
+// it had to, ok is false when ctx ended first.
+func (e *endpoint) acquire(ctx context.Context, waiting prometheus.Gauge) (waited, ok bool) {
+	e.mu.Lock()
+	if e.inflight < e.n && len(e.waiters) == 0 {
+		e.inflight++
+		first := e.inflight == 1
+		e.mu.Unlock()
+		if first {
+			// Busy again after being idle: its progress clock restarts now, or an endpoint
+			// that merely had nothing to do would count as hung (after a restart, the
+			// messages a dead process held all come back together after AckWait).
+			e.lastDone.Store(time.Now().UnixNano())
+		}
+		return false, true
+	}
+	ch := make(chan struct{}, 1)
+	e.waiters = append(e.waiters, ch)
+	e.mu.Unlock()
+	waiting.Inc()
+	defer waiting.Dec()
+	select {
+	case <-ch:
+		return true, true
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	select {
+	case <-ch: // granted meanwhile: pass it on
+		e.inflight--
+		e.grant()
+	default:
+		e.waiters = slices.DeleteFunc(e.waiters, func(c chan struct{}) bool { return c == ch })
+	}
+	return true, false
+}
+
+// releaseSlot gives a slot back, to the first waiter if any.
+func (e *endpoint) releaseSlot() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.inflight--
+	e.grant()
 }
 
 // slowAttempt is the average attempt duration past which an endpoint is slow: its surplus is
@@ -53,11 +152,11 @@ const quickSlot = 10 * time.Millisecond
 // PostgreSQL. A slow, hung or saturated-slow endpoint is never waited for: its surplus is
 // handed back, so it cannot hold up the others.
 func (e *endpoint) reserve(ctx context.Context) bool {
-	if e.held.Load() >= e.limit && e.healthy(time.Now()) {
+	if e.held.Load() >= e.limit.Load() && e.healthy(time.Now()) {
 		timer := time.NewTimer(slowAttempt)
 		defer timer.Stop()
 	wait:
-		for e.held.Load() >= e.limit {
+		for e.held.Load() >= e.limit.Load() {
 			select {
 			case <-e.room:
 			case <-timer.C:
@@ -67,7 +166,7 @@ func (e *endpoint) reserve(ctx context.Context) bool {
 			}
 		}
 	}
-	if e.held.Add(1) > e.limit {
+	if e.held.Add(1) > e.limit.Load() {
 		e.held.Add(-1)
 		return false
 	}
@@ -94,8 +193,15 @@ func (e *endpoint) signal() {
 // healthy reports an endpoint worth waiting for when it is full: new (nothing finished yet,
 // first delivery within slowAttempt; right after a restart every endpoint is new), or making
 // progress (a place freed within slowAttempt) with attempts that average under slowAttempt
-// and a slot that frees within quickSlot on average.
+// and a slot that frees within quickSlot on average. A rate-limited endpoint never is: its
+// pace is its limit, and waiting for it would hold up every other endpoint.
 func (e *endpoint) healthy(now time.Time) bool {
+	e.mu.Lock()
+	limited := e.limiter != nil
+	e.mu.Unlock()
+	if limited {
+		return false
+	}
 	last := e.lastDone.Load()
 	if last == 0 {
 		return now.Sub(e.born) < slowAttempt
@@ -105,7 +211,7 @@ func (e *endpoint) healthy(now time.Time) bool {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.latency < slowAttempt.Seconds() && e.latency/float64(cap(e.slots)) < quickSlot.Seconds()
+	return e.latency < slowAttempt.Seconds() && e.latency/float64(e.n) < quickSlot.Seconds()
 }
 
 // observe folds one attempt's duration into the endpoint's moving average.
@@ -136,7 +242,10 @@ func (e *endpoint) handBackAt(now time.Time, base time.Duration) time.Time {
 		since = time.Unix(0, last)
 	}
 	latency := max(e.latency, now.Sub(since).Seconds(), 0.0005)
-	step := time.Duration(latency / float64(cap(e.slots)) * float64(time.Second))
+	step := time.Duration(latency / float64(e.n) * float64(time.Second))
+	if e.rate > 0 {
+		step = max(step, time.Duration(float64(time.Second)/e.rate)) // no sooner than its limit lets it in
+	}
 	if earliest := now.Add(base); e.nextSlot.Before(earliest) {
 		e.nextSlot = earliest
 	}
@@ -160,42 +269,76 @@ const (
 )
 
 func (d *Dispatcher) endpoint(id uuid.UUID) *endpoint {
+	ep := d.endpointOf(id)
+	ep.configure() // outside d.mu: it reads the target cache
+	return ep
+}
+
+func (d *Dispatcher) endpointOf(id uuid.UUID) *endpoint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ep, ok := d.endpoints[id]
 	if !ok {
-		n := d.opts.EndpointConcurrency
-		ep = &endpoint{slots: make(chan struct{}, n), limit: int64(3 * n), room: make(chan struct{}, 1), born: time.Now()}
+		def := d.opts.EndpointConcurrency
+		ep = newEndpoint(def, func() (int, float64) {
+			t := d.targets.peek(id)
+			if t == nil {
+				return def, 0
+			}
+			if t.concurrency > 0 {
+				return t.concurrency, t.rate
+			}
+			return def, t.rate
+		})
 		d.endpoints[id] = ep
 	}
 	return ep
 }
 
-// enter takes a slot for a delivery that holds a place (reserve); after entered or waited
-// the caller must call leave, which also gives the place back.
+// enter takes a slot for a delivery that holds a place (reserve), then waits for its turn
+// under the rate limit; after entered or waited the caller must call leave, which also gives
+// the place back.
 func (e *endpoint) enter(ctx context.Context, waiting prometheus.Gauge) entry {
-	select {
-	case e.slots <- struct{}{}:
-		if len(e.slots) == 1 {
-			// Busy again after being idle: its progress clock restarts now, or an endpoint
-			// that merely had nothing to do would count as hung (after a restart, the
-			// messages a dead process held all come back together after AckWait).
-			e.lastDone.Store(time.Now().UnixNano())
-		}
-		return entered
-	default:
+	e.configure() // the webhook's row was loaded just before: its settings apply from here
+	queued, ok := e.acquire(ctx, waiting)
+	if !ok {
+		return cancelled
 	}
+	result := entered
+	if queued {
+		result = waited
+	}
+	e.mu.Lock()
+	limiter := e.limiter
+	e.mu.Unlock()
+	if limiter != nil {
+		if r := limiter.Reserve(); r.Delay() > 0 {
+			result = waited
+			if !sleep(ctx, r.Delay(), waiting) {
+				r.Cancel()
+				e.releaseSlot()
+				return cancelled
+			}
+		}
+	}
+	return result
+}
+
+// sleep waits d, counted in waiting; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration, waiting prometheus.Gauge) bool {
 	waiting.Inc()
 	defer waiting.Dec()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case e.slots <- struct{}{}:
-		return waited
+	case <-t.C:
+		return true
 	case <-ctx.Done():
-		return cancelled
+		return false
 	}
 }
 
 func (e *endpoint) leave() {
-	<-e.slots
+	e.releaseSlot()
 	e.release()
 }

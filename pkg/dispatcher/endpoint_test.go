@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func newTestEndpoint(n int) *endpoint {
-	return &endpoint{slots: make(chan struct{}, n), limit: int64(3 * n), room: make(chan struct{}, 1), born: time.Now()}
+	return newEndpoint(n, nil)
 }
 
 func TestEndpointHealthy(t *testing.T) {
@@ -69,7 +70,7 @@ func TestEndpointReserve(t *testing.T) {
 
 	hung := newTestEndpoint(1)
 	hung.born = time.Now().Add(-time.Minute)
-	hung.held.Store(hung.limit)
+	hung.held.Store(hung.limit.Load())
 	start := time.Now()
 	if hung.reserve(ctx) {
 		t.Fatal("reserve gave a place beyond the limit")
@@ -77,7 +78,57 @@ func TestEndpointReserve(t *testing.T) {
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Fatalf("reserve waited %v for an endpoint that makes no progress", d)
 	}
-	if n := hung.held.Load(); n != hung.limit {
+	if n := hung.held.Load(); n != hung.limit.Load() {
 		t.Fatalf("a refused reserve changed held to %d", n)
+	}
+}
+
+// A webhook's max_concurrency and rate_limit apply at enter: slots go to waiters in order, a
+// waiter whose ctx ends passes its turn on, a larger limit admits waiters at once, and the
+// rate spaces attempts.
+func TestEndpointSettings(t *testing.T) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "w"})
+	var n, perSecond atomic.Int64 // the webhook's settings, as its cached row would give them
+	n.Store(1)
+	e := newEndpoint(32, func() (int, float64) { return int(n.Load()), float64(perSecond.Load()) })
+	ctx := context.Background()
+	if e.enter(ctx, g) != entered {
+		t.Fatal("first enter waited")
+	}
+	cut, cancel := context.WithCancel(ctx)
+	gaveUp := make(chan entry)
+	go func() { gaveUp <- e.enter(cut, g) }()
+	second := make(chan entry)
+	time.Sleep(20 * time.Millisecond) // the first waiter queues first
+	go func() { second <- e.enter(ctx, g) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if r := <-gaveUp; r != cancelled {
+		t.Fatalf("a cancelled waiter got %v", r)
+	}
+	select {
+	case <-second:
+		t.Fatal("a waiter entered while the only slot was taken")
+	case <-time.After(20 * time.Millisecond):
+	}
+	n.Store(2) // max_concurrency raised: the waiter gets in without a leave
+	e.configure()
+	if r := <-second; r != waited {
+		t.Fatalf("waiter = %v, want waited", r)
+	}
+	e.leave()
+	e.leave()
+
+	n.Store(8)
+	perSecond.Store(20)
+	start := time.Now()
+	for range 5 {
+		if e.enter(ctx, g) == cancelled {
+			t.Fatal("cancelled")
+		}
+		e.leave()
+	}
+	if d := time.Since(start); d < 190*time.Millisecond {
+		t.Fatalf("5 attempts at 20/s took %v, want at least 200 ms", d)
 	}
 }

@@ -22,6 +22,10 @@ type target struct {
 	headers map[string]map[string]string // event type -> custom headers
 	signer  *webhook.Signer
 	loaded  time.Time
+	// The webhook's own settings; 0 means the dispatcher's default (none for the rate).
+	rate        float64       // deliveries per second
+	concurrency int           // requests in flight
+	timeout     time.Duration // one attempt
 	// failing: the webhook's failing_since is set (or an attempt failed since it was
 	// loaded), so a success must go through the path that clears it, not be appended alone.
 	failing atomic.Bool
@@ -91,11 +95,28 @@ func (c *targetCache) load(ctx context.Context, id uuid.UUID) (*target, error) {
 		return nil, err
 	}
 	t := &target{url: row.URL, enabled: row.Enabled, headers: row.Headers, signer: signer, loaded: time.Now()}
+	if l := row.Limits; l.RateLimit != nil {
+		t.rate = float64(*l.RateLimit)
+	}
+	if l := row.Limits; l.MaxConcurrency != nil {
+		t.concurrency = *l.MaxConcurrency
+	}
+	if l := row.Limits; l.TimeoutMS != nil {
+		t.timeout = time.Duration(*l.TimeoutMS) * time.Millisecond
+	}
 	t.failing.Store(row.Failing)
 	c.mu.Lock()
 	c.m[id] = t
 	c.mu.Unlock()
 	return t, nil
+}
+
+// peek returns webhook id's cached settings, however old, without loading them; nil when it
+// has none.
+func (c *targetCache) peek(id uuid.UUID) *target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
 }
 
 // markFailing notes that an attempt of webhook id failed, so its next success is recorded

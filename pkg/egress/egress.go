@@ -127,6 +127,7 @@ type Request struct {
 	Headers                  map[string]string // custom headers, set first
 	ID, Timestamp, Signature string            // webhook-id, webhook-timestamp, webhook-signature headers, set after custom headers (so they win)
 	Body                     []byte            // Content-Type: application/json always
+	Timeout                  time.Duration     // this attempt's limit; 0 = Options.Timeout
 }
 
 // Result of one attempt. Err is set for a transport failure (dial refused,
@@ -144,11 +145,15 @@ type Result struct {
 
 // Do performs one attempt. It never follows redirects: a 3xx is returned as a
 // Result with its StatusCode and Err = nil (the caller counts 3xx as a failed
-// attempt). ctx bounds the attempt together with Options.Timeout. Errors do
+// attempt). ctx bounds the attempt together with Request.Timeout (else Options.Timeout). Errors do
 // not carry the URL (it may hold a token).
 func (c *Client) Do(parent context.Context, r Request) Result {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(parent, c.timeout)
+	timeout := c.timeout
+	if r.Timeout > 0 {
+		timeout = r.Timeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))

@@ -35,6 +35,11 @@ type Options struct {
 	Sealer         *webhook.Sealer
 	Links          *Links    // signs download URLs
 	AccessLog      io.Writer // HOOKLINE_LOG_DIR/access.log, one JSON line per request; nil = none
+	// EndpointConcurrency and ReceiverTimeout are the dispatcher's defaults
+	// (HOOKLINE_ENDPOINT_CONCURRENCY, HOOKLINE_RECEIVER_TIMEOUT), shown for a webhook that did
+	// not set its own.
+	EndpointConcurrency int
+	ReceiverTimeout     time.Duration
 }
 
 // API serves the REST API.

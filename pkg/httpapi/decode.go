@@ -120,6 +120,21 @@ func (f fields) uuids(name string) ([]uuid.UUID, error) {
 	return out, nil
 }
 
+// intRange accepts a JSON integer from lo to hi (not 1.5, "1" or 1e3).
+func (f fields) intRange(name string, lo, hi int) (int, error) {
+	raw := strings.TrimSpace(string(f[name]))
+	problem := fmt.Sprintf("must be an integer from %d to %d", lo, hi)
+	var n json.Number
+	if err := json.Unmarshal([]byte(raw), &n); err != nil || strings.ContainsAny(raw, ".eE\"") {
+		return 0, fieldError(name, problem)
+	}
+	v, err := n.Int64()
+	if err != nil || v < int64(lo) || v > int64(hi) {
+		return 0, fieldError(name, problem)
+	}
+	return int(v), nil
+}
+
 // positiveInt accepts a JSON integer above 0 (not 1.5, "1" or 1e3).
 func (f fields) positiveInt(name string) (int64, error) {
 	raw := strings.TrimSpace(string(f[name]))

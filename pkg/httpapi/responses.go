@@ -120,6 +120,9 @@ type webhookJSON struct {
 	CustomHeaders  map[string]string `json:"custom_headers"`
 	CustomPayload  map[string]any    `json:"custom_payload"`
 	Filter         json.RawMessage   `json:"filter"`
+	RateLimit      *int              `json:"rate_limit"`
+	MaxConcurrency int               `json:"max_concurrency"`
+	TimeoutMS      int               `json:"timeout_ms"`
 	Enabled        bool              `json:"enabled"`
 	DisabledReason *string           `json:"disabled_reason"`
 	DisabledAt     *apiTime          `json:"disabled_at"`
@@ -127,7 +130,8 @@ type webhookJSON struct {
 	UpdatedAt      apiTime           `json:"updated_at"`
 }
 
-func newWebhookJSON(w webhook.Webhook) webhookJSON {
+// newWebhookJSON shows a webhook; a limit it did not set shows the service's default.
+func (a *API) newWebhookJSON(w webhook.Webhook) webhookJSON {
 	out := webhookJSON{ID: w.ID, UserID: w.UserID, URL: w.URL, EventTypeIDs: w.EventTypeIDs,
 		CustomHeaders: w.CustomHeaders, CustomPayload: w.CustomPayload, Filter: w.Filter, Enabled: w.Enabled,
 		DisabledAt: optionalTime(w.DisabledAt), CreatedAt: apiTime(w.CreatedAt), UpdatedAt: apiTime(w.UpdatedAt)}
@@ -139,6 +143,13 @@ func newWebhookJSON(w webhook.Webhook) webhookJSON {
 	}
 	if out.CustomPayload == nil {
 		out.CustomPayload = map[string]any{}
+	}
+	out.RateLimit, out.MaxConcurrency, out.TimeoutMS = w.Limits.RateLimit, a.opts.EndpointConcurrency, int(a.opts.ReceiverTimeout.Milliseconds())
+	if w.Limits.MaxConcurrency != nil {
+		out.MaxConcurrency = *w.Limits.MaxConcurrency
+	}
+	if w.Limits.TimeoutMS != nil {
+		out.TimeoutMS = *w.Limits.TimeoutMS
 	}
 	if out.Filter == nil {
 		out.Filter = json.RawMessage("null")

@@ -16,7 +16,8 @@ import (
 
 // webhookFields are the names POST /webhook/register and PATCH /webhook/{id} know; any other
 // key is refused. user_id is registration's only, enabled PATCH's only.
-var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "filter", "enabled"}
+var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "filter",
+	"rate_limit", "max_concurrency", "timeout_ms", "enabled"}
 
 // webhookBody is a checked registration or PATCH body; a nil field was absent (or null).
 type webhookBody struct {
@@ -30,6 +31,28 @@ type webhookBody struct {
 	// SetFilter: the body has "filter" (null removes it on PATCH); Filter nil for none.
 	SetFilter bool
 	Filter    []byte
+	// Limits holds the settings the body names (null: back to the default); set* say which.
+	Limits                                      webhook.Limits
+	setRateLimit, setMaxConcurrency, setTimeout bool
+}
+
+// limitFields are the per-endpoint settings: name, range, where the value goes.
+func (b *webhookBody) limitFields() []struct {
+	name   string
+	lo, hi int
+	to     **int
+	set    *bool
+} {
+	return []struct {
+		name   string
+		lo, hi int
+		to     **int
+		set    *bool
+	}{
+		{"rate_limit", 1, 100_000, &b.Limits.RateLimit, &b.setRateLimit},
+		{"max_concurrency", 1, 1024, &b.Limits.MaxConcurrency, &b.setMaxConcurrency},
+		{"timeout_ms", 100, 60_000, &b.Limits.TimeoutMS, &b.setTimeout},
+	}
 }
 
 // parseWebhook is the one parser of registration and PATCH fields: the same names and the same
@@ -109,6 +132,19 @@ func parseWebhook(f fields, register bool) (webhookBody, error) {
 			b.Filter = f["filter"]
 		}
 	}
+	for _, l := range b.limitFields() {
+		if _, set := f[l.name]; !set {
+			continue
+		}
+		*l.set = true
+		if f.has(l.name) {
+			n, err := f.intRange(l.name, l.lo, l.hi)
+			if err != nil {
+				return b, err
+			}
+			*l.to = &n
+		}
+	}
 	switch {
 	case register && f.has("enabled"):
 		return b, fieldError("enabled", "cannot be set at registration: a webhook starts enabled")
@@ -163,12 +199,12 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 		return err
 	}
 	w, err := store.CreateWebhook(ctx, a.db, store.NewWebhook{UserID: b.UserID, URL: *b.URL, EventTypeIDs: b.EventTypeIDs,
-		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Filter: b.Filter, Secret: stored})
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Filter: b.Filter, Limits: b.Limits, Secret: stored})
 	if err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "webhook registered", "webhook_id", w.ID, "user_id", w.UserID)
-	return ok(c, "Register Webhook Successfully!", registeredJSON{newWebhookJSON(w), string(secret)}) // shown once
+	return ok(c, "Register Webhook Successfully!", registeredJSON{a.newWebhookJSON(w), string(secret)}) // shown once
 }
 
 func (a *API) patchWebhook(c *fiber.Ctx) error {
@@ -188,12 +224,13 @@ func (a *API) patchWebhook(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := store.UpdateWebhook(c.UserContext(), a.db, w.ID, store.WebhookPatch{URL: b.URL, EventTypeIDs: b.EventTypeIDs,
-		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled, SetFilter: b.SetFilter, Filter: b.Filter})
+		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled, SetFilter: b.SetFilter, Filter: b.Filter,
+		SetRateLimit: b.setRateLimit, SetMaxConcurrency: b.setMaxConcurrency, SetTimeout: b.setTimeout, Limits: b.Limits})
 	if err != nil {
 		return err
 	}
 	a.log.InfoContext(c.UserContext(), "webhook updated", "webhook_id", w.ID)
-	return ok(c, "Webhook updated", newWebhookJSON(out))
+	return ok(c, "Webhook updated", a.newWebhookJSON(out))
 }
 
 // ownWebhook loads the path's webhook if the key may see it; webhook.ErrNotFound otherwise, so
@@ -218,7 +255,7 @@ func (a *API) getWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, "ok", newWebhookJSON(w))
+	return ok(c, "ok", a.newWebhookJSON(w))
 }
 
 func (a *API) listWebhooks(c *fiber.Ctx) error {
@@ -243,7 +280,7 @@ func (a *API) listWebhooks(c *fiber.Ctx) error {
 	}
 	out := make([]webhookJSON, 0, len(pg.Items))
 	for _, w := range pg.Items {
-		out = append(out, newWebhookJSON(w))
+		out = append(out, a.newWebhookJSON(w))
 	}
 	return listed(c, out, pg.Next)
 }

@@ -119,6 +119,9 @@ type WebhookPatch struct {
 	Enabled       *bool
 	SetFilter     bool   // replace the filter with Filter (nil removes it)
 	Filter        []byte // checked already
+	// Set* replace a limit with the value in Limits (nil: back to the default).
+	SetRateLimit, SetMaxConcurrency, SetTimeout bool
+	Limits                                      webhook.Limits
 }
 
 // UpdateWebhook applies a patch in one transaction. Re-enabling clears the disabled reason and
@@ -140,6 +143,16 @@ func UpdateWebhook(ctx context.Context, db *DB, id uuid.UUID, p WebhookPatch) (w
 			// A trigger moves the subscription version: the processor drops its cached targets.
 			if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET filter = $2::jsonb WHERE id = $1`, id, nullBytes(p.Filter)); err != nil {
 				return fmt.Errorf("update filter of webhook %s: %w", id, err)
+			}
+		}
+		if p.SetRateLimit || p.SetMaxConcurrency || p.SetTimeout {
+			_, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET
+				rate_limit = CASE WHEN $2 THEN $3 ELSE rate_limit END,
+				max_concurrency = CASE WHEN $4 THEN $5 ELSE max_concurrency END,
+				timeout_ms = CASE WHEN $6 THEN $7 ELSE timeout_ms END WHERE id = $1`,
+				id, p.SetRateLimit, p.Limits.RateLimit, p.SetMaxConcurrency, p.Limits.MaxConcurrency, p.SetTimeout, p.Limits.TimeoutMS)
+			if err != nil {
+				return fmt.Errorf("update limits of webhook %s: %w", id, err)
 			}
 		}
 		if p.Enabled != nil {

@@ -23,6 +23,7 @@ type NewWebhook struct {
 	CustomHeaders map[string]string
 	CustomPayload map[string]any
 	Filter        []byte // payload filter, checked already; nil for none
+	Limits        webhook.Limits
 	Secret        string // as stored (encrypted when an encryption key is set)
 }
 
@@ -41,9 +42,9 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO webhook_registrations (id, user_id, url, secret, filter)
-			VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING created_at, updated_at`,
-			id, w.UserID, w.URL, w.Secret, nullBytes(w.Filter)).Scan(&out.CreatedAt, &out.UpdatedAt)
+			INSERT INTO webhook_registrations (id, user_id, url, secret, filter, rate_limit, max_concurrency, timeout_ms)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8) RETURNING created_at, updated_at`,
+			id, w.UserID, w.URL, w.Secret, nullBytes(w.Filter), w.Limits.RateLimit, w.Limits.MaxConcurrency, w.Limits.TimeoutMS).Scan(&out.CreatedAt, &out.UpdatedAt)
 		if err != nil {
 			return fmt.Errorf("insert webhook: %w", err)
 		}
@@ -61,6 +62,7 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 	}
 	out.ID, out.UserID, out.URL, out.Enabled = id, w.UserID, w.URL, true
 	out.EventTypeIDs, out.CustomHeaders, out.CustomPayload, out.Filter = w.EventTypeIDs, w.CustomHeaders, w.CustomPayload, w.Filter
+	out.Limits = w.Limits
 	return out, nil
 }
 
@@ -94,11 +96,13 @@ func GetWebhook(ctx context.Context, db Querier, id uuid.UUID) (webhook.Webhook,
 	)
 	err := db.QueryRowContext(ctx, `
 		SELECT w.id, w.user_id, w.url, w.enabled, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at, w.filter,
+		       w.rate_limit, w.max_concurrency, w.timeout_ms,
 		       COALESCE((SELECT c.custom_headers FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       COALESCE((SELECT c.custom_payload FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       ARRAY(SELECT c.event_type_id::text FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at, c.event_type_id)
 		FROM webhook_registrations w WHERE w.id = $1 AND w.deleted_at IS NULL`, id).
 		Scan(&w.ID, &w.UserID, &w.URL, &w.Enabled, &reason, &w.DisabledAt, &w.CreatedAt, &w.UpdatedAt, &filter,
+			&w.Limits.RateLimit, &w.Limits.MaxConcurrency, &w.Limits.TimeoutMS,
 			&headers, &payload, pgdialect.Array(&typeIDs))
 	if errors.Is(err, sql.ErrNoRows) {
 		return webhook.Webhook{}, webhook.ErrNotFound
@@ -134,6 +138,7 @@ type Target struct {
 	PreviousSecretUntil time.Time
 	Headers             map[string]map[string]string // event type name -> custom headers
 	Failing             bool                         // failing_since is set: the next 2xx clears it
+	Limits              webhook.Limits
 }
 
 // LoadTarget reads a webhook for delivery, deleted or not; webhook.ErrNotFound when the id is
@@ -146,9 +151,11 @@ func LoadTarget(ctx context.Context, db Querier, id uuid.UUID) (Target, error) {
 		prevUntil *time.Time
 	)
 	err := db.QueryRowContext(ctx, `
-		SELECT url, enabled, deleted_at, secret, previous_secret, previous_secret_until, failing_since IS NOT NULL
+		SELECT url, enabled, deleted_at, secret, previous_secret, previous_secret_until, failing_since IS NOT NULL,
+		       rate_limit, max_concurrency, timeout_ms
 		FROM webhook_registrations WHERE id = $1`, id).
-		Scan(&t.URL, &t.Enabled, &deletedAt, &t.Secret, &prev, &prevUntil, &t.Failing)
+		Scan(&t.URL, &t.Enabled, &deletedAt, &t.Secret, &prev, &prevUntil, &t.Failing,
+			&t.Limits.RateLimit, &t.Limits.MaxConcurrency, &t.Limits.TimeoutMS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Target{}, webhook.ErrNotFound
 	}

@@ -17,11 +17,19 @@ type Webhook struct {
 	CustomHeaders  map[string]string
 	CustomPayload  map[string]any
 	Filter         json.RawMessage // payload filter (event.ParseFilter); nil for none
+	Limits         Limits
 	Enabled        bool
 	DisabledReason string
 	DisabledAt     *time.Time
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+}
+
+// Limits are a webhook's own delivery settings; nil means the service's default.
+type Limits struct {
+	RateLimit      *int // deliveries per second, 1–100,000; nil: none
+	MaxConcurrency *int // requests in flight, 1–1,024
+	TimeoutMS      *int // one attempt, 100–60,000 ms
 }
 
 // EventType is a kind of event webhooks subscribe to; its name is the subject suffix. Schema

@@ -1,0 +1,4 @@
+ALTER TABLE webhook_registrations
+    DROP COLUMN rate_limit,
+    DROP COLUMN max_concurrency,
+    DROP COLUMN timeout_ms;
