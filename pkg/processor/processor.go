@@ -42,6 +42,7 @@ type Processor struct {
 	log  *slog.Logger
 	opts Options
 	subs *subscriptions
+	away natsx.Backoff // PostgreSQL or NATS failures
 	// schemas holds the event types' schemas compiled, by document: the subscription cache
 	// carries each type's document, and moves on when one changes.
 	schemas *event.Schemas
@@ -130,6 +131,10 @@ func (p *Processor) prune(ctx context.Context) {
 // (with a short delay) and the redelivery is harmless. Content never wedges it: a row
 // PostgreSQL refuses is found by splitting the batch and its event is rejected ("storage").
 func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
+	// Every database and publish call of the batch has a deadline: a PostgreSQL that hangs
+	// without an error sends the batch back to JetStream, not into a wait kept alive forever.
+	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	defer cancel()
 	b := newBatch(msgs, time.Now().UTC())
 	var (
 		queued []delivery.Due
@@ -163,6 +168,7 @@ func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
 		p.retryLater(ctx, msgs, err)
 		return
 	}
+	p.away.OK()
 	b.settle(p.m)
 	if n := len(b.rejected); n > 0 {
 		p.log.WarnContext(ctx, "events rejected", "count", n, "first_reason", b.rejected[0].rej.Reason)
@@ -209,10 +215,20 @@ func (p *Processor) save(ctx context.Context, b *batch, try int) ([]delivery.Due
 	return queued, nil
 }
 
+// batchTimeout bounds the handling of one batch.
+const batchTimeout = 15 * time.Second
+
+// retryLater hands the batch back to JetStream because PostgreSQL or NATS did not answer:
+// redelivered after a wait that grows from 1 s to 30 s while the failures go on (not every
+// second), logged at most once per 10 s.
 func (p *Processor) retryLater(ctx context.Context, msgs []jetstream.Msg, err error) {
-	p.log.WarnContext(ctx, "batch will be redelivered", "events", len(msgs), "err", err)
+	wait, logNow, unlogged := p.away.Fail(time.Now())
+	if logNow {
+		p.log.WarnContext(ctx, "batch will be redelivered", "events", len(msgs), "err", err,
+			"retry_in", wait.String(), "failures_not_logged", unlogged)
+	}
 	for _, m := range msgs {
-		_ = m.NakWithDelay(time.Second) // a short wait: PostgreSQL or NATS is briefly away
+		_ = m.NakWithDelay(wait)
 	}
 }
 
