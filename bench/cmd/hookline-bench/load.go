@@ -57,10 +57,11 @@ func eventBody(b []byte, id string, user int, n int64) []byte {
 	return b
 }
 
-// publish sends the next event; it returns the endpoint index the event targets.
-func (g *natsGen) publish() (int, error) {
-	n := g.seq.Add(1)
-	ep := int(n % int64(g.endpoints))
+// publishTo sends the next event to endpoint ep (its user's webhook).
+func (g *natsGen) publishTo(ep int) error { return g.send(g.seq.Add(1), ep) }
+
+// send publishes event n to endpoint ep.
+func (g *natsGen) send(n int64, ep int) error {
 	id := g.prefix + strconv.FormatInt(n, 10)
 	m := &nats.Msg{Subject: g.subject, Data: eventBody(make([]byte, 0, 160), id, ep+1, n),
 		Header: nats.Header{nats.MsgIdHdr: []string{id}}}
@@ -68,7 +69,14 @@ func (g *natsGen) publish() (int, error) {
 	if err != nil {
 		g.errors.Add(1)
 	}
-	return ep, err
+	return err
+}
+
+// publish sends the next event; it returns the endpoint index the event targets.
+func (g *natsGen) publish() (int, error) {
+	n := g.seq.Add(1)
+	ep := int(n % int64(g.endpoints))
+	return ep, g.send(n, ep)
 }
 
 func (g *natsGen) flush(timeout time.Duration) {

@@ -69,7 +69,7 @@ func main() {
 	flag.DurationVar(&b.duration, "duration", 20*time.Second, "length of each run")
 	flag.DurationVar(&b.warmup, "warmup", 0, "start of each run left out of the figures (0 = min(5s, duration/5))")
 	flag.IntVar(&b.runs, "runs", 3, "runs of each scenario variant")
-	flag.StringVar(&scenarios, "scenarios", "floor,nats,nats-sync,http,upload,latency,latency-http,hol,drain,crash", "scenarios to run")
+	flag.StringVar(&scenarios, "scenarios", "floor,nats,nats-sync,http,upload,latency,latency-http,hol,ratelimit,drain,crash", "scenarios to run")
 	flag.StringVar(&rates, "rates", "1000,5000,10000", "fixed rates (events/s) of the latency scenario (NATS publish)")
 	flag.StringVar(&httpRates, "http-rates", "1000,5000", "fixed rates (events/s) of the latency-http scenario (POST /events)")
 	flag.StringVar(&floorRates, "floor-rates", "1000,5000", "fixed rates (events/s) of the floor's latency variants")

@@ -172,6 +172,8 @@ func (b *bench) targets() []target {
 		{scenario: "crash", metric: "recovery_s", label: crash, limit: 30},
 		{scenario: "crash", metric: "lost", label: "crash: 0 lost (every run)", limit: 0, worst: true},
 		{scenario: "hol", variant: "ratio", metric: "healthy_ratio", label: "head-of-line healthy ratio ≥ 0.9 (issue 6)", limit: 0.9, atLeast: true},
+		{scenario: "ratelimit", metric: "limited_per_s", label: "endpoint limited to 50/s gets ≥ 45/s (issue 12)", limit: 45, atLeast: true},
+		{scenario: "ratelimit", metric: "limited_per_s", label: "endpoint limited to 50/s gets ≤ 55/s (issue 12)", limit: 55},
 	}
 }
 

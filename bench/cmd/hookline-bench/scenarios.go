@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -100,6 +101,10 @@ func (b *bench) specs() []spec {
 					e.extra["healthy90_per_s"] = float64(healthy()-atWarm.Load()) / (b.duration - b.warmup).Seconds()
 				}})
 			}
+		case "ratelimit":
+			// Issue 12 item 5: one endpoint limited to 50 deliveries/s (offered 100/s) beside an
+			// unlimited one at saturation; each gets its own rate.
+			out = append(out, spec{name: name, endpoints: 2, load: rateLimited})
 		case "drain":
 			out = append(out, spec{name: name, endpoints: 1})
 		case "floor":
@@ -111,7 +116,7 @@ func (b *bench) specs() []spec {
 		case "crash":
 			out = append(out, spec{name: name, endpoints: 1})
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, drain, floor, crash)\n", name)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, ratelimit, drain, floor, crash)\n", name)
 			os.Exit(2)
 		}
 	}
@@ -122,6 +127,36 @@ func (b *bench) specs() []spec {
 func saturate(ctx context.Context, b *bench, e *env) {
 	sent := closedLoop(ctx, e.nats.publish, func(int) bool { return true }, e.rec.count.Load, b.window)
 	e.extra["published"] = float64(sent)
+}
+
+// limitedRate is the rate_limit of the ratelimit scenario's first endpoint, offered twice that.
+const limitedRate = 50
+
+// rateLimited sets webhook 0's rate_limit through the API, offers it twice its limit and
+// saturates webhook 1, and reports each endpoint's delivered rate over the measured window.
+func rateLimited(ctx context.Context, b *bench, e *env) {
+	if err := apiDo(ctx, http.MethodPatch, e.sys.APIURL+"/webhook/"+e.webhooks[0], b.adminKey,
+		map[string]any{"rate_limit": limitedRate}, &struct{}{}); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: ratelimit: set rate_limit:", err)
+		return
+	}
+	var at [2]atomic.Int64
+	go func() {
+		select {
+		case <-time.After(b.warmup):
+			at[0].Store(e.rv.perEndpoint[0].Load())
+			at[1].Store(e.rv.perEndpoint[1].Load())
+		case <-ctx.Done():
+		}
+	}()
+	go fixedRate(ctx, 2*limitedRate, func() { _ = e.nats.publishTo(0) })
+	// A small window: the unlimited endpoint runs at full speed without a backlog that would
+	// hold the limited endpoint's events back in the streams (FIFO) and hide its rate.
+	closedLoop(ctx, func() (int, error) { return 1, e.nats.publishTo(1) }, func(int) bool { return true },
+		e.rv.perEndpoint[1].Load, min(b.window, 1024))
+	window := (b.duration - b.warmup).Seconds()
+	e.extra["limited_per_s"] = float64(e.rv.perEndpoint[0].Load()-at[0].Load()) / window
+	e.extra["unlimited_per_s"] = float64(e.rv.perEndpoint[1].Load()-at[1].Load()) / window
 }
 
 // atRate publishes to NATS at a fixed rate (events/s).
