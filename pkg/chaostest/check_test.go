@@ -1,36 +1,41 @@
 package chaostest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookline/hookline/pkg/processor"
 )
 
 // result is one scenario run's line in docs/reliability.md.
 type result struct {
-	Scenario   string  `json:"scenario"`
-	Events     int     `json:"events"`   // acknowledged by JetStream (POST /events 200 or a PubAck)
-	Refused    int     `json:"refused"`  // never acknowledged within the load's give-up time
-	Expected   int     `json:"expected"` // deliveries owed for the acknowledged events
-	Lost       int     `json:"lost"`     // owed and never received
-	Duplicates int     `json:"duplicates"`
-	Recover    float64 `json:"recover_s"` // from the end of the fault to the last delivery owed for events acknowledged before it
-	Drain      float64 `json:"drain_s"`   // from the end of the load to the last delivery owed
-	Unexpected int     `json:"unexpected"`
-	BadSig     int     `json:"bad_signatures"`
-	Stuck      int     `json:"stuck"`          // delivery_states rows not succeeded once all arrived
-	NoAttempt  int     `json:"no_attempt_row"` // receipts without a successful attempt row
-	TwoSuccess int     `json:"multiple_success_rows"`
-	APIErrors  string  `json:"api_errors"`
-	NATSErrors int     `json:"nats_errors"`
+	Scenario   string         `json:"scenario"`
+	Events     int            `json:"events"`   // acknowledged by JetStream (POST /events 200 or a PubAck)
+	Refused    int            `json:"refused"`  // never acknowledged within the load's give-up time
+	Expected   int            `json:"expected"` // deliveries owed for the acknowledged events
+	Lost       int            `json:"lost"`     // owed and never received
+	Duplicates int            `json:"duplicates"`
+	Recover    float64        `json:"recover_s"` // from the end of the fault to the last delivery owed for events acknowledged before it
+	Drain      float64        `json:"drain_s"`   // from the end of the load to the last delivery owed
+	Unexpected int            `json:"unexpected"`
+	BadSig     int            `json:"bad_signatures"`
+	Stuck      int            `json:"stuck"`          // delivery_states rows not succeeded once all arrived
+	NoAttempt  int            `json:"no_attempt_row"` // receipts without a successful attempt row
+	TwoSuccess int            `json:"multiple_success_rows"`
+	APIErrors  string         `json:"api_errors"`
+	NATSErrors int            `json:"nats_errors"`
+	LogLines   map[string]int `json:"log_lines"` // each service's log, all runs together
 }
 
 // check waits until every delivery owed for the load's acknowledged events reached the
@@ -102,6 +107,12 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 	r.NATSErrors = ld.natsErrs
 	ld.mu.Unlock()
 
+	r.LogLines = map[string]int{}
+	for _, sv := range s.services() {
+		b, _ := os.ReadFile(sv.log)
+		r.LogLines[sv.name] = bytes.Count(b, []byte("\n"))
+	}
+
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, s.dbURL)
 	if err != nil {
@@ -149,15 +160,8 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 			r.TwoSuccess++
 		}
 	}
-	if r.Stuck > 0 {
-		rows, _ := conn.Query(ctx, "SELECT status, count(*) FROM delivery_states WHERE status <> 'succeeded' GROUP BY 1")
-		for rows.Next() {
-			var st string
-			var n int
-			_ = rows.Scan(&st, &n)
-			t.Logf("%s: %d deliveries %s", name, n, st)
-		}
-		rows.Close()
+	if r.Stuck > 0 || r.Lost > 0 {
+		diagnose(t, s, conn)
 	}
 	report(t, r)
 	return r
@@ -203,4 +207,70 @@ func verdict(t *testing.T, r result) {
 	if r.TwoSuccess > 0 {
 		t.Errorf("%s: %d deliveries have more than one success row", r.Scenario, r.TwoSuccess)
 	}
+}
+
+// diagnose logs what an operator would look at when deliveries are missing: the rows that are
+// not succeeded, and the streams' and consumers' state.
+func diagnose(t *testing.T, s *stack, conn *pgx.Conn) {
+	ctx := context.Background()
+	rows, err := conn.Query(ctx, `SELECT d.id::text, d.event_id, d.status, d.attempt_count, d.created_at, d.updated_at,
+		(SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id)
+		FROM delivery_states s JOIN deliveries d USING (id) WHERE s.status <> 'succeeded' ORDER BY d.created_at LIMIT 10`)
+	if err == nil {
+		for rows.Next() {
+			var id, ev, st string
+			var n, att int
+			var created, updated time.Time
+			if err := rows.Scan(&id, &ev, &st, &n, &created, &updated, &att); err == nil {
+				t.Logf("not succeeded: delivery %s event %s status %s attempt_count %d created %s updated %s attempt rows %d",
+					id, ev, st, n, created.Format(time.StampMilli), updated.Format(time.StampMilli), att)
+			}
+		}
+		rows.Close()
+	}
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		t.Logf("diagnose: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, name := range []string{"EVENTS", "DELIVERIES"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Logf("stream %s: %v", name, err)
+			continue
+		}
+		info, _ := st.Info(ctx)
+		if info != nil {
+			t.Logf("stream %s: msgs %d first %d last %d deleted %d", name, info.State.Msgs, info.State.FirstSeq, info.State.LastSeq, info.State.NumDeleted)
+		}
+		for c := range st.ListConsumers(ctx).Info() {
+			t.Logf("consumer %s/%s: pending %d ack_pending %d redelivered %d waiting %d delivered %d ack_floor %d",
+				name, c.Name, c.NumPending, c.NumAckPending, c.NumRedelivered, c.NumWaiting, c.Delivered.Stream, c.AckFloor.Stream)
+		}
+	}
+}
+
+// consumerState says how many messages each consumer has pending and awaiting an ack.
+func consumerState(s *stack) string {
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []string
+	for _, name := range []string{"EVENTS", "DELIVERIES"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		for c := range st.ListConsumers(ctx).Info() {
+			out = append(out, fmt.Sprintf("%s: %d pending, %d awaiting an ack", c.Name, c.NumPending, c.NumAckPending))
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -84,6 +84,9 @@ func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
 		"HOOKLINE_RETRY_SCHEDULE": "0s,1s,2s,5s,10s,20s,30s,60s",
 		"PATH":                    os.Getenv("PATH"),
 	}
+	if v := os.Getenv("HOOKLINE_CHAOS_RECONCILE_AFTER"); v != "" {
+		env["HOOKLINE_RECONCILE_AFTER"] = v // e.g. to see the reconciler repair a loss
+	}
 	mk := func(name string) *service {
 		e := map[string]string{"HOOKLINE_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			"HOOKLINE_DATA_DIR": t.TempDir()}
