@@ -130,9 +130,10 @@ func TestEndpointSettingsDispatcher(t *testing.T) {
 	if d := span(limited); d < 1400*time.Millisecond {
 		t.Errorf("rate_limit 20: 30 deliveries within %v, want at least 1.4 s", d)
 	}
+	// Arrival times carry the requests' own jitter (a loaded machine, -race): allow 20%.
 	got := limited.Got()
 	for i := 20; i < len(got); i++ {
-		if d := got[i].At.Sub(got[i-20].At); d < 950*time.Millisecond {
+		if d := got[i].At.Sub(got[i-20].At); d < 800*time.Millisecond {
 			t.Errorf("rate_limit 20: 21 deliveries within %v", d)
 			break
 		}
