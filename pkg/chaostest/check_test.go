@@ -36,6 +36,8 @@ type result struct {
 	APIErrors  string         `json:"api_errors"`
 	NATSErrors int            `json:"nats_errors"`
 	LogLines   map[string]int `json:"log_lines"` // each service's log, all runs together
+	Built      string         `json:"built_from"`
+	At         time.Time      `json:"at"`
 }
 
 // check waits until every delivery owed for the load's acknowledged events reached the
@@ -44,7 +46,7 @@ type result struct {
 // attempt row, no delivery with two success rows.
 func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultEnd time.Time, within time.Duration) result {
 	t.Helper()
-	r := result{Scenario: name}
+	r := result{Scenario: name, Built: builtFrom, At: time.Now().UTC()}
 	owed := map[string]time.Time{} // delivery id -> when its event was acknowledged
 	for _, e := range ld.events {
 		if e.accepted.IsZero() {

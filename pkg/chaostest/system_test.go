@@ -43,11 +43,12 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// binaries are built once per test process.
+// binaries are built once per test process, from the work tree at builtFrom.
 var (
 	buildOnce sync.Once
 	bins      map[string]string
 	buildErr  error
+	builtFrom string // git describe --always --dirty
 )
 
 // buildBinaries builds the three services, the all-in-one (for `migrate up`) and nats-server
@@ -56,6 +57,9 @@ func buildBinaries(t *testing.T) map[string]string {
 	t.Helper()
 	buildOnce.Do(func() {
 		root := repoRoot(t)
+		if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
+			builtFrom = strings.TrimSpace(string(out))
+		}
 		dir, err := os.MkdirTemp("", "hookline-chaos-bin-")
 		if err != nil {
 			buildErr = err
