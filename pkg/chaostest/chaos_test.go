@@ -1,12 +1,16 @@
 package chaostest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // scenario is one fault under load. inject runs while the load is being sent and returns when
@@ -80,6 +84,8 @@ var scenarios = []scenario{
 		inject: kill9(func(s *stack) *service { return s.dispatcher })},
 	{name: "kill -9 processor", events: 3000, rate: 300,
 		inject: kill9(func(s *stack) *service { return s.processor })},
+	{name: "kill -9 ingress, clients retrying the same ids", events: 3000, rate: 300,
+		inject: kill9(func(s *stack) *service { return s.ingress })},
 	{name: "kill -9 nats-server, restart on the same store", events: 3000, rate: 300,
 		inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
 			afterDelivered(t, rv, 1000)
@@ -103,6 +109,15 @@ var scenarios = []scenario{
 			s.pg.start()
 			return back
 		}},
+	{name: "dispatcher consumer deleted by an operator", events: 3000, rate: 300,
+		inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
+			afterDelivered(t, rv, 1000)
+			deleteConsumer(t, s, "DELIVERIES", "dispatcher")
+			return time.Now()
+		},
+		defect: "dispatcher: after its durable consumer is deleted, nats.go stops consuming for good " +
+			"(ErrConsumerDeleted is only logged at Debug in natsx/consume.go); nothing recreates it, " +
+			"so no delivery is made until the dispatcher restarts (issue 10 item 3)"},
 	{name: "SIGTERM dispatcher, deliveries in flight", events: 3000, rate: 1000, delay: time.Second,
 		inject: sigterm(func(s *stack) *service { return s.dispatcher })},
 	{name: "SIGTERM processor, deliveries in flight", events: 3000, rate: 1000, delay: 100 * time.Millisecond,
@@ -137,5 +152,20 @@ func TestChaos(t *testing.T) {
 			}
 			s.nats.kill(syscall.SIGKILL)
 		})
+	}
+}
+
+func deleteConsumer(t *testing.T, s *stack, stream, name string) {
+	t.Helper()
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, stream, name); err != nil {
+		t.Fatalf("delete consumer %s/%s: %v", stream, name, err)
 	}
 }

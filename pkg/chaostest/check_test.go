@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -229,6 +230,15 @@ func diagnose(t *testing.T, s *stack, conn *pgx.Conn) {
 			}
 		}
 		rows.Close()
+	}
+	for _, sv := range s.services() {
+		resp, err := http.Get("http://" + sv.addr + "/readyz")
+		if err != nil {
+			t.Logf("%s /readyz: %v", sv.name, err)
+			continue
+		}
+		resp.Body.Close()
+		t.Logf("%s /readyz: %d", sv.name, resp.StatusCode)
 	}
 	nc, err := nats.Connect(s.natsURL)
 	if err != nil {
