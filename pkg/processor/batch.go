@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/event"
 	"github.com/hookline/hookline/pkg/metrics"
 	"github.com/hookline/hookline/pkg/store"
@@ -61,17 +62,11 @@ type batch struct {
 	malformed []row // rejected while decoding: independent of the subscriptions
 	accepted  []row
 	rejected  []row
-	// recheck: some event may have been handled before (a redelivery) or partly written, so
-	// its deliveries may exist without having been published.
-	recheck bool
 }
 
 func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
 	b := &batch{}
 	for _, m := range msgs {
-		if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
-			b.recheck = true
-		}
 		msgID := m.Headers().Get(nats.MsgIdHdr)
 		e, err := event.Decode(m.Subject(), msgID, m.Data(), now)
 		if err != nil {
@@ -192,11 +187,23 @@ func (b *batch) rows() []row {
 	return append(append(make([]row, 0, len(b.accepted)+len(b.rejected)), b.accepted...), b.rejected...)
 }
 
-func (b *batch) deliveryIDs() []uuid.UUID {
+// existing returns the deliveries of the accepted events that the save did not create (they
+// existed already), given what it created; none when new deliveries wait for the scheduler
+// (firstWait > 0), which then owns them all.
+func (b *batch) existing(created []delivery.Due, firstWait time.Duration) []uuid.UUID {
+	if firstWait > 0 {
+		return nil
+	}
+	made := make(map[uuid.UUID]bool, len(created))
+	for _, d := range created {
+		made[d.ID] = true
+	}
 	var ids []uuid.UUID
 	for _, r := range b.accepted {
 		for _, d := range r.acc.Deliveries {
-			ids = append(ids, d.ID)
+			if !made[d.ID] {
+				ids = append(ids, d.ID)
+			}
 		}
 	}
 	return ids

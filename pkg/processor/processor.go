@@ -147,15 +147,15 @@ func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if !errors.Is(err, store.ErrStaleSubscriptions) {
 			break
 		}
-		p.subs.reset()
-		b.recheck = true // a split may have written part of the batch before the check failed
+		p.subs.reset() // a split may have written part of the batch: existing() finds those
 	}
-	if err == nil && b.recheck {
-		// Some events were handled before (a redelivery) or partly written just now: their
-		// deliveries may exist unpublished. Publish those still owed, with the same
-		// Nats-Msg-Id, so a copy inside the duplicate window is dropped.
+	if seen := b.existing(queued, p.opts.FirstWait); err == nil && len(seen) > 0 {
+		// Some deliveries existed already: their event was handled before (a redelivery,
+		// whatever its NumDelivered says: a restarted nats-server may have lost the count) or
+		// partly written just now. They may exist unpublished: publish those still owed, with
+		// the same Nats-Msg-Id, so a copy inside the duplicate window is dropped.
 		var owed []delivery.Due
-		if owed, err = store.OwedFirstAttempts(ctx, p.db, b.deliveryIDs()); err == nil {
+		if owed, err = store.OwedFirstAttempts(ctx, p.db, seen); err == nil {
 			queued = mergeDue(queued, owed)
 		}
 	}

@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hookline/hookline/pkg/config"
 	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/natsx/natstest"
+	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/service/servicetest"
 )
@@ -168,4 +170,27 @@ func TestRetentionPrunes(t *testing.T) {
 		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1 &&
 			sys.Count(t, "SELECT count(*) FROM events") == 0 && sys.Count(t, "SELECT count(*) FROM delivery_attempts") == 0
 	})
+}
+
+// An event whose deliveries a processor committed but never published (it or nats-server died
+// in between; a restarted server may even hand the event back with NumDelivered = 1) gets them
+// published when it comes back: the save finds them existing and owed. Not the reconciler's
+// doing: it only looks after 10 minutes.
+func TestCommittedButUnpublishedDeliveryPublishedOnRedelivery(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	id := processor.DeliveryID("pre-1", uuid.MustParse(w.ID))
+	_, err := sys.DB.ExecContext(context.Background(), `INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload,
+		occurred_at) VALUES ($1, 'pre-1', $2, 'upload.completed', 1, '{"type":"upload.completed"}', now())`, id, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, natsConn(t, sys), "events.upload.completed", "pre-1", map[string]any{"id": "pre-1", "user_id": 1, "data": map[string]any{}})
+	servicetest.Eventually(t, 10*time.Second, "the owed delivery published and delivered", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE id = $1 AND status = 'succeeded'", id) == 1
+	})
+	if n := rv.Count(); n != 1 {
+		t.Fatalf("receiver got %d, want 1", n)
+	}
 }
