@@ -40,6 +40,7 @@ type Options struct {
 	TargetTTL           time.Duration     // how long a webhook's settings are cached; default 1s
 	ShutdownGrace       time.Duration     // in-flight attempts get this long on shutdown; default 5s
 	Sealer              *webhook.Sealer   // opens secrets stored encrypted; nil = stored in clear
+	Reopen              natsx.Reopen      // re-creates the consumer if it is deleted (natsx.Reopener)
 }
 
 func (o *Options) defaults() {
@@ -135,7 +136,7 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 	defer cancelAttempts()
 	var workers sync.WaitGroup
 	buffer := min(max(maxAckPending, 1), 1024)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := natsx.KeepConsuming(ctx, cons, d.opts.Reopen, d.log, func(m jetstream.Msg) {
 		// The place at the endpoint is taken here, in order, before the worker starts, so a
 		// burst cannot overshoot the limit; a fast endpoint that is full makes pulling wait.
 		var (
@@ -157,9 +158,8 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
+	<-cc.Closed() // KeepConsuming returned: ctx ended and it stopped
+
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {

@@ -2,6 +2,7 @@ package natsx
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,7 +17,10 @@ import (
 // a JetStream backlog.
 // When ctx ends it stops pulling, lets the batches in hand finish (handle gets a context that
 // is not cancelled) and naks what was buffered, so another replica takes it at once.
-func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, batchMax, workers int, log *slog.Logger,
+//
+// If nats.go stops consuming for good (the consumer was deleted by an operator), the consumer
+// is re-created with reopen and consumption resumes (see KeepConsuming).
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, reopen Reopen, batchMax, workers int, log *slog.Logger,
 	handle func(context.Context, []jetstream.Msg)) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -27,25 +31,28 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, batchMax, work
 	// (measured: a 30 s stall with 264 events left). The server delivers at most
 	// MaxAckPending unacked messages, so a channel that size always has room.
 	ch := make(chan jetstream.Msg, max(info.Config.MaxAckPending, batchMax))
-	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
+	work := context.WithoutCancel(ctx)
+	every := info.Config.AckWait * 2 / 5
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batchLoop(wctx, ch, batchMax, func(b []jetstream.Msg) { defer KeepAlive(every, b...)(); handle(work, b) })
+		}()
+	}
+	cc, err := KeepConsuming(ctx, cons, reopen, log, func(m jetstream.Msg) { ch <- m },
 		jetstream.PullMaxMessages(batchMax), PullExpiry, PullHeartbeat,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			log.Debug("consume", "err", err) // e.g. a missed heartbeat: the pull is re-issued
 		}))
 	if err != nil {
+		stopWorkers()
+		wg.Wait()
 		return err
 	}
-	work := context.WithoutCancel(ctx)
-	every := info.Config.AckWait * 2 / 5
-	var wg sync.WaitGroup
-	for i := 1; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { defer KeepAlive(every, b...)(); handle(work, b) })
-		}()
-	}
-	batchLoop(ctx, ch, batchMax, func(b []jetstream.Msg) { defer KeepAlive(every, b...)(); handle(work, b) })
 	wg.Wait()
 	cc.Stop()
 	// The callback may be blocked sending a message it already holds: drain until the
@@ -141,4 +148,72 @@ func KeepAlive(every time.Duration, msgs ...jetstream.Msg) (stop func()) {
 		stopped = true
 		t.Stop()
 	}
+}
+
+// Reopen re-creates a durable consumer that disappeared and returns it.
+type Reopen func(context.Context) (jetstream.Consumer, error)
+
+// Reopener re-creates the streams and consumers of t (Setup: only what is missing or differs)
+// and returns the consumer name of stream.
+func Reopener(js jetstream.JetStream, t Topology, stream, name string) Reopen {
+	return func(ctx context.Context) (jetstream.Consumer, error) {
+		if err := Setup(ctx, js, t); err != nil {
+			return nil, err
+		}
+		return js.Consumer(ctx, stream, name)
+	}
+}
+
+// KeepConsuming consumes cons with handler until ctx ends, then stops and returns the last
+// consume context (the caller waits for its Closed and drains). When nats.go stops consuming
+// for good while ctx is alive (a deleted consumer is terminal for it), it re-creates the
+// consumer with reopen (nil: look it up again) and consumes again, retrying every 1 s up to
+// 30 s, with a warning at most every 10 s. Until then /readyz fails (Ready finds no consumer).
+func KeepConsuming(ctx context.Context, cons jetstream.Consumer, reopen Reopen, log *slog.Logger,
+	handler jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
+	cc, err := cons.Consume(handler, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var away Backoff
+	for {
+		select {
+		case <-ctx.Done():
+			cc.Stop()
+			return cc, nil
+		case <-cc.Closed():
+		}
+		log.Warn("consuming stopped (consumer deleted?): re-creating it")
+		for {
+			if ctx.Err() != nil {
+				return cc, nil
+			}
+			next, err := reopenConsumer(ctx, cons, reopen)
+			if err == nil {
+				var ncc jetstream.ConsumeContext
+				if ncc, err = next.Consume(handler, opts...); err == nil {
+					cc, cons = ncc, next
+					away.OK()
+					log.Info("consuming again")
+					break
+				}
+			}
+			wait, logNow, _ := away.Fail(time.Now())
+			if logNow {
+				log.Warn("re-create consumer", "err", err, "retry_in", wait.String())
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+func reopenConsumer(ctx context.Context, cons jetstream.Consumer, reopen Reopen) (jetstream.Consumer, error) {
+	if reopen != nil {
+		return reopen(ctx)
+	}
+	info := cons.CachedInfo()
+	return nil, fmt.Errorf("consumer %s on %s: no way to re-create it", info.Name, info.Stream)
 }

@@ -32,6 +32,9 @@ type Options struct {
 	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
 	// (0 = forever); PruneEvery is how often the processor deletes older ones (default 1h).
 	EventRetention, AttemptRetention, PruneEvery time.Duration
+	// Reopen re-creates the EVENTS consumer if an operator deletes it (natsx.Reopener); nil:
+	// consuming stops for good until a restart.
+	Reopen natsx.Reopen
 }
 
 // Processor is the EVENTS consumer. Any number of processors share the durable consumer.
@@ -81,7 +84,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); p.prune(ctx) }()
 	defer wg.Wait()
-	return natsx.ConsumeBatches(ctx, cons, p.opts.BatchSize, p.opts.Workers, p.log, p.handle)
+	return natsx.ConsumeBatches(ctx, cons, p.opts.Reopen, p.opts.BatchSize, p.opts.Workers, p.log, p.handle)
 }
 
 // prune applies the retention settings every PruneEvery, in chunks, until ctx ends.

@@ -216,7 +216,8 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	}
 	if role&Processor != 0 {
 		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0],
-			EventRetention: cfg.EventRetention, AttemptRetention: cfg.AttemptRetention, PruneEvery: tune.PruneEvery})
+			EventRetention: cfg.EventRetention, AttemptRetention: cfg.AttemptRetention, PruneEvery: tune.PruneEvery,
+			Reopen: natsx.Reopener(js, topo, natsx.EventsStream, natsx.ProcessorConsumer)})
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	if role&Dispatcher != 0 {
@@ -226,6 +227,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 			Schedule: cfg.RetrySchedule, EndpointConcurrency: cfg.EndpointConcurrency,
 			RetryAfterMax: cfg.RetryAfterMax, DisableAfter: cfg.DisableAfter, ReconcileAfter: cfg.ReconcileAfter,
 			ScanInterval: tune.ScanInterval, HandBackDelay: tune.HandBackDelay, Sealer: sealer,
+			Reopen: natsx.Reopener(js, topo, natsx.DeliveriesStream, natsx.DispatchConsumer),
 		})
 		g.Go(func() error { return d.Run(gctx) })
 	}
