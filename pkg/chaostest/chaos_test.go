@@ -118,6 +118,14 @@ var scenarios = []scenario{
 		defect: "dispatcher: after its durable consumer is deleted, nats.go stops consuming for good " +
 			"(ErrConsumerDeleted is only logged at Debug in natsx/consume.go); nothing recreates it, " +
 			"so no delivery is made until the dispatcher restarts (issue 10 item 3)"},
+	{name: "every receiver answers 500 for 20 s, then 200", events: 3000, rate: 100,
+		inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
+			afterDelivered(t, rv, 500)
+			rv.fail(true)
+			time.Sleep(20 * time.Second)
+			rv.fail(false)
+			return time.Now()
+		}},
 	{name: "SIGTERM dispatcher, deliveries in flight", events: 3000, rate: 1000, delay: time.Second,
 		inject: sigterm(func(s *stack) *service { return s.dispatcher })},
 	{name: "SIGTERM processor, deliveries in flight", events: 3000, rate: 1000, delay: 100 * time.Millisecond,

@@ -31,6 +31,7 @@ type result struct {
 	Drain      float64        `json:"drain_s"`   // from the end of the load to the last delivery owed
 	Unexpected int            `json:"unexpected"`
 	BadSig     int            `json:"bad_signatures"`
+	Failed     int            `json:"answered_500"`   // requests the receiver failed on purpose
 	Stuck      int            `json:"stuck"`          // delivery_states rows not succeeded once all arrived
 	NoAttempt  int            `json:"no_attempt_row"` // receipts without a successful attempt row
 	TwoSuccess int            `json:"multiple_success_rows"`
@@ -98,7 +99,7 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 			r.Unexpected++
 		}
 	}
-	r.BadSig = rv.badSig
+	r.BadSig, r.Failed = rv.badSig, rv.failed
 	rv.mu.Unlock()
 	r.Recover = max(0, lastBefore.Sub(faultEnd).Seconds())
 	r.Drain = max(0, last.Sub(ld.ended).Seconds())

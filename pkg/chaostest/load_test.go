@@ -39,7 +39,8 @@ func waitTCP(t *testing.T, addr string, timeout time.Duration) {
 }
 
 // receiver is every webhook's endpoint (/w/<index>): it verifies each request's signature with
-// its webhook's secret, answers 200 after delay, and counts requests per webhook-id.
+// its webhook's secret, answers 200 after delay (or 500 while failing), and counts the
+// requests it answered 200 per webhook-id.
 type receiver struct {
 	*httptest.Server
 	delay time.Duration
@@ -49,6 +50,8 @@ type receiver struct {
 	seen     map[string]*receipt
 	requests int
 	badSig   int
+	failing  bool // answer 500 (and count the request only in failed)
+	failed   int
 }
 
 type receipt struct {
@@ -86,6 +89,12 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		rv.badSig++
 	}
+	if rv.failing && ok {
+		rv.failed++
+		rv.mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
 	rc := rv.seen[id]
 	if rc == nil {
 		rc = &receipt{first: now}
@@ -99,6 +108,13 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
+}
+
+// fail makes every request fail with 500 (true) or succeed again (false).
+func (rv *receiver) fail(on bool) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	rv.failing = on
 }
 
 func (rv *receiver) distinct() int {
