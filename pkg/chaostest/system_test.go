@@ -49,7 +49,17 @@ var (
 	bins      map[string]string
 	buildErr  error
 	builtFrom string // git describe --always --dirty
+	binDir    string
 )
+
+// TestMain removes the binaries once every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // buildBinaries builds the three services, the all-in-one (for `migrate up`) and nats-server
 // (the version pkg/go.mod requires, from the module cache) into one temp directory.
@@ -65,6 +75,7 @@ func buildBinaries(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		bins = map[string]string{}
 		for _, s := range []string{"ingress", "processor", "dispatcher", "hookline"} {
 			bins[s] = filepath.Join(dir, s)
