@@ -95,11 +95,7 @@ var scenarios = []scenario{
 			s.nats.start()
 			waitTCP(t, s.natsURL[len("nats://"):], 30*time.Second)
 			return back
-		},
-		defect: "processor: an event whose deliveries were committed but not published when " +
-			"nats-server died comes back with NumDelivered = 1 (the consumer's redelivery count is " +
-			"lost with the server), so the processor skips its owed-deliveries recheck, acks it and " +
-			"publishes nothing; the rows stay pending until the reconciler (HOOKLINE_RECONCILE_AFTER, 10 min)"},
+		}},
 	{name: "PostgreSQL stopped (immediate) for 30 s under load", events: 3000, rate: 75,
 		inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
 			afterDelivered(t, rv, 300)
@@ -114,10 +110,7 @@ var scenarios = []scenario{
 			afterDelivered(t, rv, 1000)
 			deleteConsumer(t, s, "DELIVERIES", "dispatcher")
 			return time.Now()
-		},
-		defect: "dispatcher: after its durable consumer is deleted, nats.go stops consuming for good " +
-			"(ErrConsumerDeleted is only logged at Debug in natsx/consume.go); nothing recreates it, " +
-			"so no delivery is made until the dispatcher restarts (issue 10 item 3)"},
+		}},
 	{name: "every receiver answers 500 for 20 s, then 200", events: 3000, rate: 100,
 		inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
 			afterDelivered(t, rv, 500)
