@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -54,6 +55,8 @@ type API struct {
 	keys  keyCache
 	// schemas: the event types' schemas, for POST /events
 	schemas typeSchemas
+	// unavailableLogged: unix nanos of the last "PostgreSQL unavailable" warning
+	unavailableLogged atomic.Int64
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -47,6 +48,7 @@ var sentinels = []struct {
 	{store.ErrNoKey, fiber.StatusUnauthorized},
 	{store.ErrDuplicate, fiber.StatusConflict},
 	{store.ErrConflict, fiber.StatusConflict},
+	{store.ErrUnavailable, fiber.StatusServiceUnavailable}, // and anything store.IsUnavailable
 }
 
 // problemJSON is the data of a 422: the field at fault and what is wrong with it.
@@ -85,6 +87,10 @@ func answerFor(err error, method, path string) (status int, message string, data
 		}
 		return fb.Code, message, empty{}, true
 	}
+	if store.IsUnavailable(err) {
+		// PostgreSQL is away: the client may try again, unlike a 500.
+		return fiber.StatusServiceUnavailable, store.ErrUnavailable.Error() + ", try again", empty{}, true
+	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
 			return s.status, err.Error(), empty{}, true
@@ -100,8 +106,15 @@ func (a *API) errorHandler(c *fiber.Ctx, err error) error {
 	if !known {
 		a.log.ErrorContext(c.UserContext(), "request failed", "method", c.Method(), "path", c.Path(), "err", err)
 	}
-	if status == fiber.StatusTooManyRequests {
+	switch status {
+	case fiber.StatusTooManyRequests:
 		c.Set(fiber.HeaderRetryAfter, "1")
+	case fiber.StatusServiceUnavailable:
+		c.Set(fiber.HeaderRetryAfter, "5")
+		if now := time.Now().UnixNano(); store.IsUnavailable(err) && now-a.unavailableLogged.Load() > int64(10*time.Second) {
+			a.unavailableLogged.Store(now) // once per 10 s, not once per request
+			a.log.WarnContext(c.UserContext(), "PostgreSQL unavailable, answering 503", "path", c.Path(), "err", err)
+		}
 	}
 	return c.Status(status).JSON(envelope{Message: message, Data: data, Error: true})
 }

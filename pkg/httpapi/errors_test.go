@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hookline/hookline/pkg/blob"
 	"github.com/hookline/hookline/pkg/event"
@@ -48,6 +49,10 @@ func TestErrorHandlerMapsEveryError(t *testing.T) {
 		{fiber.ErrMethodNotAllowed, 405, "method GET not allowed on /x", ""},
 		{fiber.ErrRequestEntityTooLarge, 413, "request body too large", ""},
 		{errors.New("dial tcp 10.0.0.1:5432: secret detail"), 500, "internal error", ""},
+		// PostgreSQL away: 503 with Retry-After, the cause not shown.
+		{fmt.Errorf("load webhook: %w", &pgconn.ConnectError{}), 503, "the database is unavailable, try again", ""},
+		{fmt.Errorf("list: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection"}), 503, "the database is unavailable, try again", ""},
+		{fmt.Errorf("list: %w", store.ErrUnavailable), 503, "the database is unavailable, try again", ""},
 	}
 	mapped := map[error]bool{}
 	for _, c := range cases {
@@ -83,6 +88,9 @@ func TestErrorHandlerMapsEveryError(t *testing.T) {
 		}
 		if resp.StatusCode != c.status || env.Message != c.message || !env.Error || env.Data["field"] != c.field {
 			t.Errorf("error %q = %d %s, want %d, message %q, field %q", c.err, resp.StatusCode, raw, c.status, c.message, c.field)
+		}
+		if c.status == 503 && resp.Header.Get("Retry-After") != "5" {
+			t.Errorf("error %q: 503 without Retry-After: 5 (%v)", c.err, resp.Header)
 		}
 	}
 }
