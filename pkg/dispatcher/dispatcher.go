@@ -257,7 +257,7 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 const dbTimeout = 5 * time.Second
 
 // later hands m back to JetStream because PostgreSQL did not answer: redelivered after a wait
-// that grows from 1 s to 30 s while the failures go on, logged at most once per 10 s.
+// that grows from 1 s to 16 s while the failures go on, logged at most once per 10 s.
 func (d *Dispatcher) later(m jetstream.Msg, what string, err error) {
 	wait, logNow, unlogged := d.away.Fail(time.Now())
 	if logNow {

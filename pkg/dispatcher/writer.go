@@ -83,7 +83,7 @@ func (w *writer) commit(ctx context.Context, outs []store.Outcome) bool {
 			w.d.log.Warn("outcomes not recorded at shutdown; their messages will be redelivered", "outcomes", len(outs), "err", err)
 			return false
 		}
-		// The messages stay held (kept alive) meanwhile; the wait grows to 30 s, and the
+		// The messages stay held (kept alive) meanwhile; the wait grows to 16 s, and the
 		// outage is logged once per 10 s, not once per batch.
 		wait, logNow, unlogged := w.away.Fail(time.Now())
 		if logNow {

@@ -7,7 +7,7 @@ import (
 )
 
 // Backoff spaces the redeliveries of work that failed because a dependency (PostgreSQL, NATS)
-// is away: 1 s after the first failure, doubling up to 30 s, back to the start after a
+// is away: 1 s after the first failure, doubling up to 16 s, back to the start after a
 // success. It also says when to log, at most once per 10 s, so an outage is reported, not
 // repeated for every message. Safe for concurrent use; the zero value is ready.
 type Backoff struct {
@@ -21,7 +21,7 @@ type Backoff struct {
 // Backoff's bounds.
 const (
 	backoffFirst = time.Second
-	backoffMax   = 30 * time.Second
+	backoffMax   = 16 * time.Second // so a consumer is back within about 16 s of PostgreSQL returning
 	backoffLog   = 10 * time.Second
 )
 

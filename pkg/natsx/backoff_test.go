@@ -17,7 +17,7 @@ func TestBackoff(t *testing.T) {
 			logs++
 		}
 	}
-	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second, 30 * time.Second}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 16 * time.Second, 16 * time.Second, 16 * time.Second}
 	for i := range want {
 		if waits[i] != want[i] {
 			t.Fatalf("waits = %v, want %v", waits, want)

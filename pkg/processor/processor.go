@@ -222,7 +222,7 @@ func (p *Processor) save(ctx context.Context, b *batch, try int) ([]delivery.Due
 const batchTimeout = 15 * time.Second
 
 // retryLater hands the batch back to JetStream because PostgreSQL or NATS did not answer:
-// redelivered after a wait that grows from 1 s to 30 s while the failures go on (not every
+// redelivered after a wait that grows from 1 s to 16 s while the failures go on (not every
 // second), logged at most once per 10 s.
 func (p *Processor) retryLater(ctx context.Context, msgs []jetstream.Msg, err error) {
 	wait, logNow, unlogged := p.away.Fail(time.Now())
