@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookline/hookline/pkg/config"
 	"github.com/hookline/hookline/pkg/delivery"
@@ -18,6 +20,7 @@ import (
 	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/service/servicetest"
+	"github.com/hookline/hookline/pkg/store"
 )
 
 // A dispatcher stopped in the middle of an attempt loses nothing: the message goes back to
@@ -192,5 +195,48 @@ func TestCommittedButUnpublishedDeliveryPublishedOnRedelivery(t *testing.T) {
 	})
 	if n := rv.Count(); n != 1 {
 		t.Fatalf("receiver got %d, want 1", n)
+	}
+}
+
+// The scheduler dies after publishing a due retry and before its commit: the row is still
+// due, the next scan publishes the same attempt with the same Nats-Msg-Id, and the receiver
+// gets the attempt once.
+func TestSchedulerCrashBetweenPublishAndCommit(t *testing.T) {
+	sys := servicetest.StartConfig(t, servicetest.NewConfig(t, nil), service.Tuning{ScanInterval: time.Hour})
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	_, err := sys.DB.ExecContext(context.Background(), `INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload,
+		occurred_at, status, attempt_count, next_attempt_at) VALUES (gen_random_uuid(), 'sched-1', $1, 'upload.completed', 1,
+		'{"type":"upload.completed"}', now(), 'retrying', 1, now() - interval '1 second')`, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natsConn(t, sys)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash := errors.New("scheduler killed before its commit")
+	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(context.Background(), js, qs) }
+	n, err := store.ClaimDue(context.Background(), sys.DB, 10, func(qs []delivery.Due) error {
+		if err := publish(qs); err != nil {
+			return err
+		}
+		return crash // the transaction rolls back: the row stays retrying and due
+	})
+	if !errors.Is(err, crash) || n != 0 {
+		t.Fatalf("ClaimDue = %d, %v; want the crash", n, err)
+	}
+	// The restarted scheduler's scan: the same attempt again, unless the first copy has
+	// already been delivered and recorded.
+	if _, err := store.ClaimDue(context.Background(), sys.DB, 10, publish); err != nil {
+		t.Fatal(err)
+	}
+	servicetest.Eventually(t, 10*time.Second, "the retry delivered and recorded", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'sched-1' AND status = 'succeeded' AND attempt_count = 2") == 1
+	})
+	time.Sleep(300 * time.Millisecond) // a second copy would be posted by now
+	if got := rv.Count(); got != 1 {
+		t.Fatalf("receiver got %d requests for attempt 2, want 1", got)
 	}
 }
