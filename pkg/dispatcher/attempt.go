@@ -35,7 +35,9 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 	d.m.AttemptDuration.Observe(res.Latency.Seconds())
 	out := store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt, Attempted: true,
 		StatusCode: res.StatusCode, Latency: res.Latency, Response: excerpt(res.Body), At: end,
-		Fresh: msg.Key == "" && msg.Attempt == 1, WebhookFailing: t.failing.Load()}
+		// A FIFO webhook's successes are written with an UPDATE, so they leave the index of
+		// deliveries not done that its next delivery checks.
+		Fresh: msg.Key == "" && msg.Attempt == 1 && !t.fifo, WebhookFailing: t.failing.Load()}
 	if res.Err != nil {
 		out.Error = errorText(res.Err)
 	}

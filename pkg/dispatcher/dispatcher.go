@@ -239,6 +239,24 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		_ = m.Nak()
 		return
 	}
+	if t.fifo {
+		// FIFO: only when no earlier delivery of this webhook is still pending or retrying.
+		// The slot (one per FIFO webhook) is held meanwhile, so no two deliveries of it
+		// check and post at once.
+		dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
+		blocked, until, err := store.EarlierOutstanding(dbCtx, d.db, msg.ID)
+		cancel()
+		if err != nil || blocked {
+			ep.leave()
+			attempting = true // leave gave the place back
+			if err != nil {
+				d.later(m, "check FIFO order", err)
+				return
+			}
+			w.add(m, d.waitTurn(msg, ep, until))
+			return
+		}
+	}
 	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
 	ep.leave()
@@ -316,6 +334,21 @@ func (d *Dispatcher) ended(msg message, why string) store.Outcome {
 	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
 		Status: delivery.StatusFailed, Error: why, At: time.Now()}
 }
+
+// waitTurn hands a FIFO delivery back without using an attempt because an earlier one of its
+// webhook is not done: it comes back after that one's next attempt (until, when it waits for a
+// retry), else soon, spread at the webhook's pace.
+func (d *Dispatcher) waitTurn(msg message, ep *endpoint, until *time.Time) store.Outcome {
+	next := ep.handBackAt(time.Now(), fifoRecheck)
+	if until != nil && until.Add(fifoRecheck).After(next) {
+		next = until.Add(fifoRecheck)
+	}
+	return store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt,
+		Status: delivery.StatusRetrying, NextAttemptAt: &next, At: time.Now()}
+}
+
+// fifoRecheck is how soon a FIFO delivery that had to wait for an earlier one looks again.
+const fifoRecheck = 100 * time.Millisecond
 
 // handBack returns a delivery to the retry mechanism without using an attempt: its endpoint
 // already has every slot busy and every waiting place taken.

@@ -26,6 +26,7 @@ type target struct {
 	rate        float64       // deliveries per second
 	concurrency int           // requests in flight
 	timeout     time.Duration // one attempt
+	fifo        bool          // ordering "fifo": one at a time, in event order
 	// failing: the webhook's failing_since is set (or an attempt failed since it was
 	// loaded), so a success must go through the path that clears it, not be appended alone.
 	failing atomic.Bool
@@ -103,6 +104,9 @@ func (c *targetCache) load(ctx context.Context, id uuid.UUID) (*target, error) {
 	}
 	if l := row.Limits; l.TimeoutMS != nil {
 		t.timeout = time.Duration(*l.TimeoutMS) * time.Millisecond
+	}
+	if row.Limits.Ordering == webhook.OrderingFIFO {
+		t.fifo, t.concurrency = true, 1 // strictly one after the other
 	}
 	t.failing.Store(row.Failing)
 	c.mu.Lock()

@@ -123,6 +123,7 @@ type webhookJSON struct {
 	RateLimit      *int              `json:"rate_limit"`
 	MaxConcurrency int               `json:"max_concurrency"`
 	TimeoutMS      int               `json:"timeout_ms"`
+	Ordering       string            `json:"ordering"`
 	Enabled        bool              `json:"enabled"`
 	DisabledReason *string           `json:"disabled_reason"`
 	DisabledAt     *apiTime          `json:"disabled_at"`
@@ -145,6 +146,10 @@ func (a *API) newWebhookJSON(w webhook.Webhook) webhookJSON {
 		out.CustomPayload = map[string]any{}
 	}
 	out.RateLimit, out.MaxConcurrency, out.TimeoutMS = w.Limits.RateLimit, a.opts.EndpointConcurrency, int(a.opts.ReceiverTimeout.Milliseconds())
+	out.Ordering = w.Limits.Ordering
+	if out.Ordering == "" {
+		out.Ordering = webhook.OrderingNone
+	}
 	if w.Limits.MaxConcurrency != nil {
 		out.MaxConcurrency = *w.Limits.MaxConcurrency
 	}

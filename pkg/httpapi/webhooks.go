@@ -17,7 +17,7 @@ import (
 // webhookFields are the names POST /webhook/register and PATCH /webhook/{id} know; any other
 // key is refused. user_id is registration's only, enabled PATCH's only.
 var webhookFields = []string{"event_type_id", "event_type_ids", "user_id", "url", "custom_headers", "custom_payload", "filter",
-	"rate_limit", "max_concurrency", "timeout_ms", "enabled"}
+	"rate_limit", "max_concurrency", "timeout_ms", "ordering", "enabled"}
 
 // webhookBody is a checked registration or PATCH body; a nil field was absent (or null).
 type webhookBody struct {
@@ -132,6 +132,16 @@ func parseWebhook(f fields, register bool) (webhookBody, error) {
 			b.Filter = f["filter"]
 		}
 	}
+	if f.has("ordering") {
+		o, err := f.str("ordering")
+		if err != nil {
+			return b, err
+		}
+		if o != webhook.OrderingNone && o != webhook.OrderingFIFO {
+			return b, fieldError("ordering", `must be "none" or "fifo"`)
+		}
+		b.Limits.Ordering = o
+	}
 	for _, l := range b.limitFields() {
 		if _, set := f[l.name]; !set {
 			continue
@@ -225,7 +235,8 @@ func (a *API) patchWebhook(c *fiber.Ctx) error {
 	}
 	out, err := store.UpdateWebhook(c.UserContext(), a.db, w.ID, store.WebhookPatch{URL: b.URL, EventTypeIDs: b.EventTypeIDs,
 		CustomHeaders: b.CustomHeaders, CustomPayload: b.CustomPayload, Enabled: b.Enabled, SetFilter: b.SetFilter, Filter: b.Filter,
-		SetRateLimit: b.setRateLimit, SetMaxConcurrency: b.setMaxConcurrency, SetTimeout: b.setTimeout, Limits: b.Limits})
+		SetRateLimit: b.setRateLimit, SetMaxConcurrency: b.setMaxConcurrency, SetTimeout: b.setTimeout, Limits: b.Limits,
+		Ordering: b.Limits.Ordering})
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ func splitRows(rs []row) ([]store.AcceptedEvent, []store.Rejection) {
 type decoded struct {
 	msg jetstream.Msg
 	ev  event.Event
+	seq uint64 // EVENTS stream sequence: the order of a FIFO webhook's deliveries
 }
 
 // batch is what the processor decides about each message of one pull: accept (with its
@@ -73,7 +74,11 @@ func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
 			b.malformed = append(b.malformed, rejection(m, event.PeekID(m.Data(), msgID), "malformed", err.Error()))
 			continue
 		}
-		b.decoded = append(b.decoded, decoded{m, e})
+		var seq uint64
+		if md, err := m.Metadata(); err == nil {
+			seq = md.Sequence.Stream
+		}
+		b.decoded = append(b.decoded, decoded{m, e, seq})
 	}
 	return b
 }
@@ -109,7 +114,7 @@ func (b *batch) classify(res []store.Resolution, schemas *event.Schemas, filters
 			b.reject(d.msg, e.ID, "unknown_webhook", "webhook "+e.WebhookID.String()+" is not an enabled subscriber of this user")
 		default:
 			targets, filtered := matching(e, r.Targets, filters)
-			a, err := accept(e, targets)
+			a, err := accept(e, targets, d.seq)
 			if err != nil {
 				b.reject(d.msg, e.ID, "malformed", err.Error())
 				continue

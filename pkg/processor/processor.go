@@ -250,7 +250,9 @@ func mergeDue(queued, more []delivery.Due) []delivery.Due {
 }
 
 // accept renders one body per target and picks up the file an upload event announces.
-func accept(e event.Event, targets []store.Subscription) (store.AcceptedEvent, error) {
+// seq is the event's EVENTS stream sequence: a FIFO webhook's deliveries are attempted in its
+// order.
+func accept(e event.Event, targets []store.Subscription, seq uint64) (store.AcceptedEvent, error) {
 	a := store.AcceptedEvent{ID: e.ID, Type: e.Type, UserID: e.UserID, WebhookID: e.WebhookID,
 		OccurredAt: e.OccurredAt, Data: e.Data}
 	for _, t := range targets {
@@ -264,7 +266,11 @@ func accept(e event.Event, targets []store.Subscription) (store.AcceptedEvent, e
 		if err != nil {
 			return a, err
 		}
-		a.Deliveries = append(a.Deliveries, store.NewDelivery{ID: DeliveryID(e.ID, t.WebhookID), WebhookID: t.WebhookID, Payload: body})
+		d := store.NewDelivery{ID: DeliveryID(e.ID, t.WebhookID), WebhookID: t.WebhookID, Payload: body}
+		if t.FIFO {
+			d.Seq = seq
+		}
+		a.Deliveries = append(a.Deliveries, d)
 	}
 	if e.Type == UploadCompleted {
 		f, err := uploadedFile(e)

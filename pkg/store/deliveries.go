@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -388,4 +390,30 @@ func failureText(o Outcome) string {
 	default:
 		return "failed"
 	}
+}
+
+// EarlierOutstanding reports, for a delivery of a FIFO webhook, whether an earlier delivery of
+// the same webhook (by seq, the event's stream sequence) is still pending or retrying, and, when
+// the first such one waits for a retry, when that is due (nil otherwise). A delivery without seq
+// is never blocked.
+func EarlierOutstanding(ctx context.Context, db Querier, id uuid.UUID) (bool, *time.Time, error) {
+	var (
+		status string
+		next   *time.Time
+	)
+	err := db.QueryRowContext(ctx, `
+		SELECT e.status, e.next_attempt_at FROM deliveries d
+		JOIN deliveries e ON e.webhook_id = d.webhook_id AND e.seq < d.seq
+		WHERE d.id = $1 AND e.seq IS NOT NULL AND e.status IN ('pending', 'retrying')
+		ORDER BY e.seq LIMIT 1`, id).Scan(&status, &next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil, nil
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("check order of delivery %s: %w", id, err)
+	}
+	if status != "retrying" {
+		next = nil
+	}
+	return true, next, nil
 }

@@ -23,6 +23,7 @@ type Subscription struct {
 	WebhookID     uuid.UUID
 	CustomPayload []byte
 	Filter        []byte // the webhook's payload filter; nil for none
+	FIFO          bool   // ordering "fifo": its deliveries carry the event's stream sequence
 }
 
 // Resolution says, for one event, whether it can be accepted and who receives it.
@@ -60,10 +61,10 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 		       NOT EXISTS (SELECT 1 FROM event_types t WHERE t.name = e.type),
 		       NOT EXISTS (SELECT 1 FROM webhook_registrations w WHERE w.user_id = e.user_id AND w.deleted_at IS NULL),
 		       (SELECT t.schema FROM event_types t WHERE t.name = e.type),
-		       s.id, s.custom_payload, s.filter
+		       s.id, s.custom_payload, s.filter, COALESCE(s.fifo, false)
 		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::uuid[]) AS e(i, user_id, type, webhook_id)
 		LEFT JOIN LATERAL (
-			SELECT w.id, c.custom_payload, w.filter FROM event_types t
+			SELECT w.id, c.custom_payload, w.filter, w.ordering = 'fifo' AS fifo FROM event_types t
 			JOIN webhook_configurations c ON c.event_type_id = t.id
 			JOIN webhook_registrations w ON w.id = c.webhook_id
 			WHERE t.name = e.type AND w.user_id = e.user_id AND w.deleted_at IS NULL AND w.enabled
@@ -83,13 +84,14 @@ func Resolve(ctx context.Context, db Querier, refs []EventRef) ([]Resolution, in
 			hook    *uuid.UUID
 			payload []byte
 			filter  []byte
+			fifo    bool
 		)
-		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &r.Schema, &hook, &payload, &filter); err != nil {
+		if err := rows.Scan(&version, &i, &r.UnknownType, &r.UnknownUser, &r.Schema, &hook, &payload, &filter, &fifo); err != nil {
 			return nil, 0, err
 		}
 		out[i].UnknownType, out[i].UnknownUser, out[i].Schema = r.UnknownType, r.UnknownUser, r.Schema
 		if hook != nil {
-			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload, Filter: filter})
+			out[i].Targets = append(out[i].Targets, Subscription{WebhookID: *hook, CustomPayload: payload, Filter: filter, FIFO: fifo})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -128,6 +130,7 @@ type NewDelivery struct {
 	ID        uuid.UUID
 	WebhookID uuid.UUID
 	Payload   []byte
+	Seq       uint64 // for a FIFO webhook, the event's EVENTS stream sequence (its order); else 0
 }
 
 // Rejection is an event that could not be accepted, kept for an operator with its exact
@@ -166,6 +169,7 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		fAt                                           []time.Time
 		dIDs, dEvents, dHooks, dTypes                 []string
 		dUsers                                        []int64
+		dSeqs                                         []*int64
 		dPayloads                                     [][]byte
 		dAt                                           []time.Time
 		rIDs, rSubjects, rReasons                     []string
@@ -184,6 +188,12 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		for _, d := range e.Deliveries {
 			dIDs, dEvents, dHooks, dTypes = append(dIDs, d.ID.String()), append(dEvents, e.ID), append(dHooks, d.WebhookID.String()), append(dTypes, e.Type)
 			dUsers, dPayloads, dAt = append(dUsers, e.UserID), append(dPayloads, d.Payload), append(dAt, e.OccurredAt)
+			var seq *int64
+			if d.Seq > 0 {
+				n := int64(d.Seq)
+				seq = &n
+			}
+			dSeqs = append(dSeqs, seq)
 			byID[d.ID] = delivery.Due{ID: d.ID, WebhookID: d.WebhookID, EventType: e.Type, Attempt: 1, Payload: d.Payload, OccurredAt: e.OccurredAt}
 		}
 	}
@@ -200,7 +210,7 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		evIDs, evTypes, evUsers, evHooks, evAt, evData,
 		fIDs, fHooks, fEvents, fNames, fCTypes, fSums, fUsers, fSizes, fAt,
 		dIDs, dEvents, dHooks, dTypes, dUsers, dPayloads, dAt, status, next,
-		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version)
+		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version, dSeqs)
 	if err != nil {
 		return nil, fmt.Errorf("save events: %w", err)
 	}
@@ -246,9 +256,9 @@ WITH ok AS (
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), de AS (
-	INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, status, next_attempt_at)
+	INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, payload, occurred_at, seq, status, next_attempt_at)
 	SELECT *, $23, $24::timestamptz FROM unnest($16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::bigint[],
-	                                            $21::bytea[], $22::timestamptz[])
+	                                            $21::bytea[], $22::timestamptz[], $31::bigint[])
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 	RETURNING id

@@ -122,6 +122,8 @@ type WebhookPatch struct {
 	// Set* replace a limit with the value in Limits (nil: back to the default).
 	SetRateLimit, SetMaxConcurrency, SetTimeout bool
 	Limits                                      webhook.Limits
+	// Ordering, when not empty, replaces the webhook's ordering ("none" or "fifo").
+	Ordering string
 }
 
 // UpdateWebhook applies a patch in one transaction. Re-enabling clears the disabled reason and
@@ -153,6 +155,13 @@ func UpdateWebhook(ctx context.Context, db *DB, id uuid.UUID, p WebhookPatch) (w
 				id, p.SetRateLimit, p.Limits.RateLimit, p.SetMaxConcurrency, p.Limits.MaxConcurrency, p.SetTimeout, p.Limits.TimeoutMS)
 			if err != nil {
 				return fmt.Errorf("update limits of webhook %s: %w", id, err)
+			}
+		}
+		if p.Ordering != "" {
+			// A trigger moves the subscription version: the processor starts or stops setting
+			// seq on this webhook's new deliveries.
+			if _, err := tx.ExecContext(ctx, `UPDATE webhook_registrations SET ordering = $2 WHERE id = $1`, id, p.Ordering); err != nil {
+				return fmt.Errorf("update ordering of webhook %s: %w", id, err)
 			}
 		}
 		if p.Enabled != nil {

@@ -42,9 +42,10 @@ func CreateWebhook(ctx context.Context, db *DB, w NewWebhook) (webhook.Webhook, 
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, btx bun.Tx) error {
 		tx := btx.Tx // raw SQL with bound parameters
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO webhook_registrations (id, user_id, url, secret, filter, rate_limit, max_concurrency, timeout_ms)
-			VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8) RETURNING created_at, updated_at`,
-			id, w.UserID, w.URL, w.Secret, nullBytes(w.Filter), w.Limits.RateLimit, w.Limits.MaxConcurrency, w.Limits.TimeoutMS).Scan(&out.CreatedAt, &out.UpdatedAt)
+			INSERT INTO webhook_registrations (id, user_id, url, secret, filter, rate_limit, max_concurrency, timeout_ms, ordering)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, COALESCE(NULLIF($9, ''), 'none')) RETURNING created_at, updated_at`,
+			id, w.UserID, w.URL, w.Secret, nullBytes(w.Filter), w.Limits.RateLimit, w.Limits.MaxConcurrency, w.Limits.TimeoutMS,
+			w.Limits.Ordering).Scan(&out.CreatedAt, &out.UpdatedAt)
 		if err != nil {
 			return fmt.Errorf("insert webhook: %w", err)
 		}
@@ -96,13 +97,13 @@ func GetWebhook(ctx context.Context, db Querier, id uuid.UUID) (webhook.Webhook,
 	)
 	err := db.QueryRowContext(ctx, `
 		SELECT w.id, w.user_id, w.url, w.enabled, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at, w.filter,
-		       w.rate_limit, w.max_concurrency, w.timeout_ms,
+		       w.rate_limit, w.max_concurrency, w.timeout_ms, w.ordering,
 		       COALESCE((SELECT c.custom_headers FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       COALESCE((SELECT c.custom_payload FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at LIMIT 1), '{}'),
 		       ARRAY(SELECT c.event_type_id::text FROM webhook_configurations c WHERE c.webhook_id = w.id ORDER BY c.created_at, c.event_type_id)
 		FROM webhook_registrations w WHERE w.id = $1 AND w.deleted_at IS NULL`, id).
 		Scan(&w.ID, &w.UserID, &w.URL, &w.Enabled, &reason, &w.DisabledAt, &w.CreatedAt, &w.UpdatedAt, &filter,
-			&w.Limits.RateLimit, &w.Limits.MaxConcurrency, &w.Limits.TimeoutMS,
+			&w.Limits.RateLimit, &w.Limits.MaxConcurrency, &w.Limits.TimeoutMS, &w.Limits.Ordering,
 			&headers, &payload, pgdialect.Array(&typeIDs))
 	if errors.Is(err, sql.ErrNoRows) {
 		return webhook.Webhook{}, webhook.ErrNotFound
@@ -152,10 +153,10 @@ func LoadTarget(ctx context.Context, db Querier, id uuid.UUID) (Target, error) {
 	)
 	err := db.QueryRowContext(ctx, `
 		SELECT url, enabled, deleted_at, secret, previous_secret, previous_secret_until, failing_since IS NOT NULL,
-		       rate_limit, max_concurrency, timeout_ms
+		       rate_limit, max_concurrency, timeout_ms, ordering
 		FROM webhook_registrations WHERE id = $1`, id).
 		Scan(&t.URL, &t.Enabled, &deletedAt, &t.Secret, &prev, &prevUntil, &t.Failing,
-			&t.Limits.RateLimit, &t.Limits.MaxConcurrency, &t.Limits.TimeoutMS)
+			&t.Limits.RateLimit, &t.Limits.MaxConcurrency, &t.Limits.TimeoutMS, &t.Limits.Ordering)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Target{}, webhook.ErrNotFound
 	}

@@ -30,7 +30,16 @@ type Limits struct {
 	RateLimit      *int // deliveries per second, 1–100,000; nil: none
 	MaxConcurrency *int // requests in flight, 1–1,024
 	TimeoutMS      *int // one attempt, 100–60,000 ms
+	// Ordering is "fifo" (deliveries attempted strictly in event order, one at a time) or
+	// "none" (the default; "" reads as none).
+	Ordering string
 }
+
+// Ordering values.
+const (
+	OrderingNone = "none"
+	OrderingFIFO = "fifo"
+)
 
 // EventType is a kind of event webhooks subscribe to; its name is the subject suffix. Schema
 // is a JSON Schema for its events' data, nil for none.
