@@ -17,4 +17,6 @@ type Due struct {
 	// Key tells apart schedulings of the same attempt for deduplication: empty for the first
 	// publish, the scheduled time for a retry, the claim time for a reconciled one.
 	Key string
+	// Seq is the event's stream sequence when the webhook delivers in FIFO order, else 0.
+	Seq int64
 }

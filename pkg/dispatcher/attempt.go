@@ -37,7 +37,7 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 		StatusCode: res.StatusCode, Latency: res.Latency, Response: excerpt(res.Body), At: end,
 		// A FIFO webhook's successes are written with an UPDATE, so they leave the index of
 		// deliveries not done that its next delivery checks.
-		Fresh: msg.Key == "" && msg.Attempt == 1 && !t.fifo, WebhookFailing: t.failing.Load()}
+		Fresh: msg.Key == "" && msg.Attempt == 1 && msg.Seq == 0 && !t.fifo, WebhookFailing: t.failing.Load()}
 	if res.Err != nil {
 		out.Error = errorText(res.Err)
 	}

@@ -231,6 +231,16 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		w.add(m, d.handBack(msg, ep))
 		return
 	}
+	if msg.Seq > 0 {
+		// A FIFO delivery takes the slot in stream order among those held here: the workers'
+		// goroutines would otherwise race for it, and a later one would find an earlier one
+		// still pending and go round through PostgreSQL.
+		if !ep.awaitTurn(ctx, msg.Seq) {
+			_ = m.Nak()
+			return
+		}
+		defer ep.doneTurn(msg.Seq)
+	}
 	switch ep.enter(ctx, d.m.Waiting) {
 	case entered:
 	case waited:
@@ -239,8 +249,9 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		_ = m.Nak()
 		return
 	}
-	if t.fifo {
-		// FIFO: only when no earlier delivery of this webhook is still pending or retrying.
+	if t.fifo || msg.Seq > 0 {
+		// FIFO (as the webhook says now, or as it said when the delivery was made): only
+		// when no earlier delivery of this webhook is still pending or retrying.
 		// The slot (one per FIFO webhook) is held meanwhile, so no two deliveries of it
 		// check and post at once.
 		dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
@@ -259,6 +270,15 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 	}
 	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
+	fifo := ok && (t.fifo || msg.Seq > 0)
+	if fifo {
+		// The next FIFO delivery checks this one's row as soon as it gets the slot: record
+		// the outcome (and ack) before the slot is given up. One commit per delivery is the
+		// price of strict order.
+		if w.commit(ctx, []store.Outcome{out}) {
+			_ = m.Ack()
+		}
+	}
 	ep.leave()
 	if !ok {
 		_ = m.Nak() // cut by shutdown: not an attempt of the receiver's making
@@ -268,7 +288,9 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 	if out.Status != delivery.StatusSucceeded {
 		d.targets.markFailing(msg.WebhookID)
 	}
-	w.add(m, out)
+	if !fifo {
+		w.add(m, out)
+	}
 }
 
 // dbTimeout bounds each PostgreSQL read on the message path.
@@ -312,6 +334,9 @@ func parseMessage(m jetstream.Msg) (message, error) {
 	msg.OccurredAt = time.Unix(0, ns)
 	msg.EventType = h.Get(natsx.HeaderEventType)
 	msg.Key = h.Get(natsx.HeaderKey)
+	if s := h.Get(natsx.HeaderSeq); s != "" {
+		msg.Seq, _ = strconv.ParseInt(s, 10, 64)
+	}
 	msg.Payload = m.Data()
 	return msg, nil
 }

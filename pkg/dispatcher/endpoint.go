@@ -19,7 +19,12 @@ import (
 // starves the others.
 type endpoint struct {
 	held  atomic.Int64 // in flight + waiting
-	limit atomic.Int64 // 3 * concurrency
+	limit atomic.Int64 // 3 * concurrency, or minPlaces
+	// minPlaces raises limit for a FIFO webhook (concurrency 1); 0: none.
+	minPlaces atomic.Int64
+	// turns: the FIFO sequences held here, each with a channel closed when it is its turn.
+	turnMu sync.Mutex
+	turns  map[int64]chan struct{}
 
 	// settings reads the webhook's concurrency and rate (0: none) from its cached row; nil
 	// keeps what the endpoint was made with. configure applies them, before each attempt, so a
@@ -60,8 +65,13 @@ func (e *endpoint) configure() {
 	defer e.mu.Unlock()
 	if n > 0 && n != e.n {
 		e.n = n
-		e.limit.Store(int64(3 * n))
 		e.grant() // waiters may fit now
+	}
+	// Places (in flight + waiting) are 3 × concurrency, or minPlaces when that is more: a FIFO
+	// webhook posts one at a time, yet its next deliveries wait here in stream order (waiters
+	// are served first come first served) rather than go round through PostgreSQL.
+	if limit := max(int64(3*e.n), e.minPlaces.Load()); limit != e.limit.Load() {
+		e.limit.Store(limit)
 	}
 	if perSecond != e.rate {
 		e.rate, e.limiter = perSecond, nil
@@ -285,6 +295,11 @@ func (d *Dispatcher) endpointOf(id uuid.UUID) *endpoint {
 			if t == nil {
 				return def, 0
 			}
+			if t.fifo {
+				ep.minPlaces.Store(int64(3 * def))
+			} else {
+				ep.minPlaces.Store(0)
+			}
 			if t.concurrency > 0 {
 				return t.concurrency, t.rate
 			}
@@ -341,4 +356,56 @@ func sleep(ctx context.Context, d time.Duration, waiting prometheus.Gauge) bool 
 func (e *endpoint) leave() {
 	e.releaseSlot()
 	e.release()
+}
+
+// awaitTurn waits until seq is the smallest FIFO sequence waiting at this endpoint (false if
+// ctx ends first); doneTurn(seq) must follow. Deliveries of a FIFO webhook held in memory thus
+// take its one slot in event order.
+func (e *endpoint) awaitTurn(ctx context.Context, seq int64) bool {
+	e.turnMu.Lock()
+	if e.turns == nil {
+		e.turns = map[int64]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	e.turns[seq] = ch
+	first := e.firstTurnLocked() == seq
+	e.turnMu.Unlock()
+	if first {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		e.doneTurn(seq)
+		return false
+	}
+}
+
+// doneTurn removes seq from the waiting sequences and wakes the next one.
+func (e *endpoint) doneTurn(seq int64) {
+	e.turnMu.Lock()
+	defer e.turnMu.Unlock()
+	delete(e.turns, seq)
+	if len(e.turns) == 0 {
+		return
+	}
+	next := e.firstTurnLocked()
+	if ch := e.turns[next]; ch != nil {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+}
+
+func (e *endpoint) firstTurnLocked() int64 {
+	first := int64(-1)
+	for s := range e.turns {
+		if first < 0 || s < first {
+			first = s
+		}
+	}
+	return first
 }

@@ -33,6 +33,7 @@ const (
 	HeaderAttempt    = "Hookline-Attempt"
 	HeaderOccurredAt = "Hookline-Occurred-At" // unix nanoseconds, for end-to-end latency
 	HeaderKey        = "Hookline-Key"         // delivery.Due.Key: which scheduling of the attempt
+	HeaderSeq        = "Hookline-Seq"         // delivery.Due.Seq: a FIFO delivery's place in order
 )
 
 // DeliverySubject is the subject of one webhook's deliveries.

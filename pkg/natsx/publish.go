@@ -33,6 +33,9 @@ func PublishDeliveries(ctx context.Context, js jetstream.JetStream, qs []deliver
 		if q.Key != "" {
 			m.Header.Set(HeaderKey, q.Key)
 		}
+		if q.Seq > 0 {
+			m.Header.Set(HeaderSeq, strconv.FormatInt(q.Seq, 10))
+		}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("publish delivery %s: %w", id, err)

@@ -226,7 +226,7 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 			FROM due WHERE d.id = due.id AND due.done_code IS NOT NULL
 		)
 		SELECT d.id, d.webhook_id, d.event_type, d.attempt_count + 1, d.payload, d.occurred_at,
-		       (extract(epoch FROM d.next_attempt_at) * 1000000)::bigint::text
+		       (extract(epoch FROM d.next_attempt_at) * 1000000)::bigint::text, COALESCE(d.seq, 0)
 		FROM deliveries d JOIN due ON due.id = d.id AND due.done_code IS NULL`, limit)
 }
 
@@ -237,7 +237,7 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int, publish func([]delivery.Due) error) (int, error) {
 	return claim(ctx, db, "stale", publish, `
 		SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
-		       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text
+		       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text, COALESCE(seq, 0)
 		FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL AND updated_at < now() - $2::interval
 		ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
 		limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
@@ -267,7 +267,8 @@ func ClaimFirstAttempts(ctx context.Context, db *DB, olderThan, step time.Durati
 			return nil
 		}
 		rows, err := tx.QueryContext(ctx, `
-			SELECT id, webhook_id, event_type, 1, payload, occurred_at, 'r' || (extract(epoch FROM now()) * 1000000)::bigint::text
+			SELECT id, webhook_id, event_type, 1, payload, occurred_at, 'r' || (extract(epoch FROM now()) * 1000000)::bigint::text,
+			       COALESCE(seq, 0)
 			FROM deliveries d
 			WHERE created_at > $1 AND created_at <= $2 AND status = 'pending' AND attempt_count = 0 AND next_attempt_at IS NULL
 			  AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)
@@ -358,7 +359,7 @@ func scanQueued(rows rowScanner) ([]delivery.Due, error) {
 	var out []delivery.Due
 	for rows.Next() {
 		var q delivery.Due
-		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt, &q.Key); err != nil {
+		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt, &q.Key, &q.Seq); err != nil {
 			return nil, err
 		}
 		out = append(out, q)

@@ -105,6 +105,19 @@ func (b *bench) specs() []spec {
 			// Issue 12 item 5: one endpoint limited to 50 deliveries/s (offered 100/s) beside an
 			// unlimited one at saturation; each gets its own rate.
 			out = append(out, spec{name: name, endpoints: 2, load: rateLimited})
+		case "fifo":
+			// Issue 12 item 6: the cost of strict order, one endpoint with "ordering": "fifo"
+			// at fixed rates (compare with latency, the same without).
+			for _, r := range []int{100, 500} {
+				out = append(out, spec{name: name, variant: strconv.Itoa(r) + "/s", endpoints: 1, load: func(ctx context.Context, b *bench, e *env) {
+					if err := apiDo(ctx, http.MethodPatch, e.sys.APIURL+"/webhook/"+e.webhooks[0], b.adminKey,
+						map[string]any{"ordering": "fifo"}, &struct{}{}); err != nil {
+						fmt.Fprintln(os.Stderr, "bench: fifo: set ordering:", err)
+						return
+					}
+					atRate(r)(ctx, b, e)
+				}})
+			}
 		case "drain":
 			out = append(out, spec{name: name, endpoints: 1})
 		case "floor":
@@ -116,7 +129,7 @@ func (b *bench) specs() []spec {
 		case "crash":
 			out = append(out, spec{name: name, endpoints: 1})
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, ratelimit, drain, floor, crash)\n", name)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, ratelimit, fifo, drain, floor, crash)\n", name)
 			os.Exit(2)
 		}
 	}
