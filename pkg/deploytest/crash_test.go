@@ -177,8 +177,9 @@ func dropDatabase(t *testing.T, name string) {
 	}
 }
 
-// registerWebhook registers target for user 1 and upload.completed with the test admin key.
-func registerWebhook(t *testing.T, api, target string) {
+// registerWebhook registers target for user 1 and upload.completed with the test admin key and
+// returns the webhook's id.
+func registerWebhook(t *testing.T, api, target string) string {
 	t.Helper()
 	get, _ := http.NewRequest(http.MethodGet, api+"/event_type", nil)
 	var types []struct{ ID, Name string }
@@ -192,7 +193,9 @@ func registerWebhook(t *testing.T, api, target string) {
 	body, _ := json.Marshal(map[string]any{"event_type_id": typeID, "user_id": 1, "url": target})
 	req, _ := http.NewRequest(http.MethodPost, api+"/webhook/register", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	apiCall(t, req, nil)
+	var w struct{ ID string }
+	apiCall(t, req, &w)
+	return w.ID
 }
 
 func apiCall(t *testing.T, req *http.Request, data any) {

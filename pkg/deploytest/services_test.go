@@ -3,10 +3,8 @@ package deploytest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -311,48 +309,13 @@ func TestComposeStackRunsAndStopsOnSignal(t *testing.T) {
 // file to it, with the compose admin key (as an operator's first curl would).
 func deliverThrough(t *testing.T, api, target string) {
 	t.Helper()
-	auth := "Bearer " + testEnv["HOOKLINE_ADMIN_API_KEY"]
-	do := func(req *http.Request) json.RawMessage {
-		t.Helper()
-		req.Header.Set("Authorization", auth)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		var env struct {
-			Data json.RawMessage `json:"data"`
-		}
-		if resp.StatusCode != 200 || json.Unmarshal(raw, &env) != nil {
-			t.Fatalf("%s %s = %d %s", req.Method, req.URL.Path, resp.StatusCode, raw)
-		}
-		return env.Data
-	}
-	req, _ := http.NewRequest(http.MethodGet, api+"/event_type", nil)
-	var types []struct{ ID, Name string }
-	if err := json.Unmarshal(do(req), &types); err != nil {
-		t.Fatal(err)
-	}
-	var typeID string
-	for _, et := range types {
-		if et.Name == "upload.completed" {
-			typeID = et.ID
-		}
-	}
-	body, _ := json.Marshal(map[string]any{"event_type_id": typeID, "user_id": 1, "url": target})
-	req, _ = http.NewRequest(http.MethodPost, api+"/webhook/register", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	var w struct{ ID string }
-	if err := json.Unmarshal(do(req), &w); err != nil {
-		t.Fatal(err)
-	}
+	id := registerWebhook(t, api, target)
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	fw, _ := mw.CreateFormFile("file", "compose.txt")
 	_, _ = fw.Write([]byte("through the compose stack"))
 	_ = mw.Close()
-	req, _ = http.NewRequest(http.MethodPost, api+"/upload_file/webhook_id/"+w.ID, &buf)
+	req, _ := http.NewRequest(http.MethodPost, api+"/upload_file/webhook_id/"+id, &buf)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	do(req)
+	apiCall(t, req, nil)
 }

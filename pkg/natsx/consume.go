@@ -2,6 +2,7 @@ package natsx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -150,6 +151,9 @@ func KeepAlive(every time.Duration, msgs ...jetstream.Msg) (stop func()) {
 	}
 }
 
+// consumerCheck is how often KeepConsuming makes sure its consumer still exists.
+const consumerCheck = 2 * time.Second
+
 // Reopen re-creates a durable consumer that disappeared and returns it.
 type Reopen func(context.Context) (jetstream.Consumer, error)
 
@@ -176,12 +180,21 @@ func KeepConsuming(ctx context.Context, cons jetstream.Consumer, reopen Reopen, 
 		return nil, err
 	}
 	var away Backoff
+	// nats.go closes the consume context on some terminal errors only: a deleted consumer is
+	// also noticed by looking it up now and then.
+	check := time.NewTicker(consumerCheck)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			cc.Stop()
 			return cc, nil
 		case <-cc.Closed():
+		case <-check.C:
+			if _, err := cons.Info(ctx); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue
+			}
+			cc.Stop()
 		}
 		log.Warn("consuming stopped (consumer deleted?): re-creating it")
 		for {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -33,7 +34,16 @@ func TestDeletedConsumersAreRecreated(t *testing.T) {
 		}
 	}
 	send(5)
-	servicetest.Eventually(t, 10*time.Second, "5 deliveries", func() bool { return rv.Count() == 5 })
+	// At-least-once: a deleted consumer forgets what it had handed out and not yet seen
+	// acked, so a delivery may come twice (same webhook-id); count distinct ones.
+	distinct := func() int {
+		seen := map[string]bool{}
+		for _, r := range rv.Got() {
+			seen[r.ID] = true
+		}
+		return len(seen)
+	}
+	servicetest.Eventually(t, 10*time.Second, "5 deliveries", func() bool { return distinct() == 5 })
 
 	for _, c := range []struct{ stream, name string }{
 		{natsx.DeliveriesStream, natsx.DispatchConsumer}, {natsx.EventsStream, natsx.ProcessorConsumer},
@@ -42,10 +52,27 @@ func TestDeletedConsumersAreRecreated(t *testing.T) {
 			t.Fatalf("delete consumer %s: %v", c.name, err)
 		}
 		send(5)
-		servicetest.Eventually(t, 20*time.Second, "deliveries after "+c.name+" was deleted", func() bool { return rv.Count() == n })
+		deadline := time.Now().Add(20 * time.Second)
+		for distinct() != n {
+			if time.Now().After(deadline) {
+				info := "no consumer"
+				if cons, err := js.Consumer(context.Background(), c.stream, c.name); err == nil {
+					if ci, err := cons.Info(context.Background()); err == nil {
+						info = fmt.Sprintf("pending %d, ack pending %d, waiting %d, delivered %d", ci.NumPending, ci.NumAckPending, ci.NumWaiting, ci.Delivered.Stream)
+					}
+				}
+				t.Fatalf("%d of %d deliveries 20 s after %s was deleted; the consumer: %s", distinct(), n, c.name, info)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	time.Sleep(500 * time.Millisecond) // a replayed event would arrive by now
-	if got := rv.Count(); got != n {
-		t.Errorf("receiver got %d requests for %d events: the replay delivered some twice", got, n)
+	if got := distinct(); got != n {
+		t.Errorf("receiver got %d deliveries for %d events", got, n)
+	}
+	// The replayed EVENTS (the processor's consumer starts over) make no new delivery: every
+	// request is for one of the n.
+	if sys.Count(t, "SELECT count(*) FROM deliveries") != n {
+		t.Errorf("deliveries rows = %d, want %d: the replay created some twice", sys.Count(t, "SELECT count(*) FROM deliveries"), n)
 	}
 }
