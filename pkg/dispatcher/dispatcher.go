@@ -249,9 +249,10 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		_ = m.Nak()
 		return
 	}
-	if t.fifo || msg.Seq > 0 {
-		// FIFO (as the webhook says now, or as it said when the delivery was made): only
-		// when no earlier delivery of this webhook is still pending or retrying.
+	// FIFO as the webhook says now, or as it said when the delivery was made.
+	fifo := t.fifo || msg.Seq > 0
+	if fifo {
+		// Only when no earlier delivery of this webhook is still pending or retrying.
 		// The slot (one per FIFO webhook) is held meanwhile, so no two deliveries of it
 		// check and post at once.
 		dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
@@ -270,7 +271,7 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 	}
 	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
-	fifo := ok && (t.fifo || msg.Seq > 0)
+	fifo = fifo && ok
 	if fifo {
 		// The next FIFO delivery checks this one's row as soon as it gets the slot: record
 		// the outcome (and ack) before the slot is given up. One commit per delivery is the

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookline/hookline/pkg/event"
-	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/store"
 )
 
@@ -108,8 +107,8 @@ func (a *API) deleteEventType(c *fiber.Ctx) error {
 	if err != nil {
 		return notFoundOr(err, store.ErrNoEventType, id)
 	}
-	if t.Name == processor.UploadCompleted {
-		return fail(fiber.StatusConflict, "event type "+processor.UploadCompleted+" is published by every upload and cannot be deleted")
+	if t.Name == event.UploadCompleted {
+		return fail(fiber.StatusConflict, "event type "+event.UploadCompleted+" is published by every upload and cannot be deleted")
 	}
 	if err := store.DeleteEventType(ctx, a.db, id); err != nil {
 		return notFoundOr(err, store.ErrNoEventType, id) // store.ErrConflict: 409

@@ -238,6 +238,7 @@ var belowAnswers = map[string][]string{
 	"webhook.NewSecret":       nil,
 	"event.Decode":            {"field"},
 	"event.Encode":            nil,
+	"event.EncodeUpload":      nil,
 	"event.Subject":           nil,
 	"event.ValidTypeName":     nil,
 	"natsx.Ready":             nil,

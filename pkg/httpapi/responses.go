@@ -230,18 +230,6 @@ func newDeliveryDetailJSON(d store.Delivery) deliveryDetailJSON {
 	return out
 }
 
-// uploadJSON answers an upload; the upload.completed event's data is this plus uploaded_at
-// and download_url.
-type uploadJSON struct {
-	FileID      uuid.UUID `json:"file_id"`
-	EventID     string    `json:"event_id"`
-	WebhookID   uuid.UUID `json:"webhook_id"`
-	FileName    string    `json:"file_name"`
-	Size        int64     `json:"size"`
-	ContentType string    `json:"content_type"`
-	SHA256      string    `json:"sha256"`
-}
-
 // fileJSON is GET /files/{id}: the file's metadata.
 type fileJSON struct {
 	FileID      uuid.UUID `json:"file_id"`

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -19,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookline/hookline/pkg/event"
-	"github.com/hookline/hookline/pkg/processor"
 	"github.com/hookline/hookline/pkg/store"
 )
 
@@ -31,7 +29,7 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	typeID, err := store.EventTypeIDByName(ctx, a.db, processor.UploadCompleted)
+	typeID, err := store.EventTypeIDByName(ctx, a.db, event.UploadCompleted)
 	if err != nil {
 		return err
 	}
@@ -84,18 +82,13 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := uploadJSON{FileID: fileID, EventID: eventID.String(), WebhookID: w.ID, FileName: SanitizeFileName(fh.Filename),
+	out := event.Upload{FileID: fileID, EventID: eventID.String(), WebhookID: w.ID, FileName: SanitizeFileName(fh.Filename),
 		Size: fh.Size, ContentType: contentType, SHA256: hex.EncodeToString(sum.Sum(nil))}
-	// The event's data is the answer plus uploaded_at and download_url. It goes through a map
-	// so its keys stay in the sorted order receivers have always seen.
-	evData := map[string]any{"uploaded_at": now.Format(time.RFC3339), "download_url": a.opts.Links.URL(fileID, now),
-		"file_id": out.FileID, "event_id": out.EventID, "webhook_id": out.WebhookID, "file_name": out.FileName,
-		"size": out.Size, "content_type": out.ContentType, "sha256": out.SHA256}
-	raw, err := json.Marshal(evData)
+	raw, err := event.EncodeUpload(out, now, a.opts.Links.URL(fileID, now))
 	if err != nil {
 		return err
 	}
-	if err := a.publish(c, event.Event{ID: eventID.String(), Type: processor.UploadCompleted, UserID: w.UserID,
+	if err := a.publish(c, event.Event{ID: eventID.String(), Type: event.UploadCompleted, UserID: w.UserID,
 		WebhookID: &w.ID, OccurredAt: now, Data: raw}); err != nil {
 		return err
 	}

@@ -272,7 +272,7 @@ func accept(e event.Event, targets []store.Subscription, seq uint64) (store.Acce
 		}
 		a.Deliveries = append(a.Deliveries, d)
 	}
-	if e.Type == UploadCompleted {
+	if e.Type == event.UploadCompleted {
 		f, err := uploadedFile(e)
 		if err != nil {
 			return a, err
@@ -282,27 +282,11 @@ func accept(e event.Event, targets []store.Subscription, seq uint64) (store.Acce
 	return a, nil
 }
 
-// UploadCompleted is the event type the ingress publishes for an upload.
-const UploadCompleted = "upload.completed"
-
-// UploadData is the data of an upload.completed event, as the ingress publishes it.
-type UploadData struct {
-	FileID      uuid.UUID `json:"file_id"`
-	EventID     string    `json:"event_id"`
-	WebhookID   uuid.UUID `json:"webhook_id"`
-	FileName    string    `json:"file_name"`
-	Size        int64     `json:"size"`
-	ContentType string    `json:"content_type"`
-	SHA256      string    `json:"sha256"`
-	UploadedAt  string    `json:"uploaded_at"`
-	DownloadURL string    `json:"download_url,omitempty"`
-}
-
 // uploadedFile reads the file metadata of an upload event; the ingress stores the bytes under
 // the file id. An upload.completed published by another service without a file_id announces
 // no stored file: nil then.
 func uploadedFile(e event.Event) (*store.File, error) {
-	var d UploadData
+	var d event.UploadData
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		return nil, errors.New("upload.completed data: " + err.Error())
 	}
