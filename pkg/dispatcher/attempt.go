@@ -31,6 +31,7 @@ func (d *Dispatcher) attempt(ctx context.Context, msg message, t *target) (store
 	if res.Err != nil && ctx.Err() != nil {
 		return store.Outcome{}, false
 	}
+	fault("after_post")
 	end := time.Now()
 	d.m.AttemptDuration.Observe(res.Latency.Seconds())
 	out := store.Outcome{DeliveryID: msg.ID, WebhookID: msg.WebhookID, Attempt: msg.Attempt, Attempted: true,

@@ -277,7 +277,8 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		// the outcome (and ack) before the slot is given up. One commit per delivery is the
 		// price of strict order.
 		if w.commit(ctx, []store.Outcome{out}) {
-			_ = m.Ack()
+			fault("after_commit")
+			w.ack(m)
 		}
 	}
 	ep.leave()

@@ -12,16 +12,19 @@ import (
 // schedule republishes retries whose next_attempt_at has come, every ScanInterval, in batches
 // of up to 1,000 while there are more.
 func (d *Dispatcher) schedule(ctx context.Context) {
-	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
+	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, d.opts.ScanInterval, func() {
+		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
+		defer cancel()
 		for {
-			n, err := store.ClaimDue(ctx, d.db, 1000, publish)
+			n, err := store.ClaimDue(tctx, d.db, 1000, d.publisher(tctx))
 			if err != nil {
-				if ctx.Err() == nil {
-					d.log.Warn("publish due retries", "err", err)
+				if _, logNow, unlogged := away.Fail(time.Now()); logNow && ctx.Err() == nil {
+					d.log.Warn("publish due retries", "err", err, "failures_not_logged", unlogged)
 				}
 				break
 			}
+			away.OK()
 			if n < 1000 {
 				break
 			}
@@ -35,14 +38,16 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 // not moved for ReconcileAfter. A commit followed by a crash before the publish needs neither:
 // the event is redelivered and the processor publishes what is still owed.
 func (d *Dispatcher) reconcile(ctx context.Context) {
-	publish := func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
 	period := min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute)
+	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, period, func() {
+		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
+		defer cancel()
 		for range 100 { // catch up in steps of one period, within reason per tick
-			n, caught, err := store.ClaimFirstAttempts(ctx, d.db, d.opts.ReconcileAfter, period, 1000, publish)
+			n, caught, err := store.ClaimFirstAttempts(tctx, d.db, d.opts.ReconcileAfter, period, 1000, d.publisher(tctx))
 			if err != nil {
-				if ctx.Err() == nil {
-					d.log.Warn("reconcile first attempts", "err", err)
+				if _, logNow, unlogged := away.Fail(time.Now()); logNow && ctx.Err() == nil {
+					d.log.Warn("reconcile first attempts", "err", err, "failures_not_logged", unlogged)
 				}
 				break
 			}
@@ -53,15 +58,25 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 				break
 			}
 		}
-		n, err := store.ClaimStale(ctx, d.db, d.opts.ReconcileAfter, 1000, publish)
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn("reconcile stale deliveries", "err", err)
+		n, err := store.ClaimStale(tctx, d.db, d.opts.ReconcileAfter, 1000, d.publisher(tctx))
+		if err != nil {
+			if _, logNow, unlogged := away.Fail(time.Now()); logNow && ctx.Err() == nil {
+				d.log.Warn("reconcile stale deliveries", "err", err, "failures_not_logged", unlogged)
+			}
 		}
 		if n > 0 {
 			d.log.Warn("republished stale deliveries", "count", n)
 		}
 	})
 }
+
+func (d *Dispatcher) publisher(ctx context.Context) func([]delivery.Due) error {
+	return func(qs []delivery.Due) error { return natsx.PublishDeliveries(ctx, d.js, qs) }
+}
+
+// tickTimeout bounds one tick of the scheduler or the reconciler: PostgreSQL that stops
+// answering without an error (a network black hole) fails the tick instead of hanging it.
+const tickTimeout = 30 * time.Second
 
 // every calls f each interval until ctx ends.
 func every(ctx context.Context, interval time.Duration, f func()) {

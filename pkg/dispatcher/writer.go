@@ -17,6 +17,7 @@ type writer struct {
 	max  int
 	ch   chan pending
 	away natsx.Backoff // shared by the writer goroutines
+	acks natsx.Backoff // acks that could not be sent: logged at most once per 10 s
 }
 
 type pending struct {
@@ -37,6 +38,7 @@ func (w *writer) close() { close(w.ch) }
 func (w *writer) run(ctx context.Context) error {
 	batch := make([]pending, 0, w.max)
 	outs := make([]store.Outcome, 0, w.max)
+	msgs := make([]jetstream.Msg, 0, w.max)
 	for first := range w.ch {
 		batch = append(batch[:0], first)
 	fill:
@@ -51,18 +53,39 @@ func (w *writer) run(ctx context.Context) error {
 				break fill
 			}
 		}
-		outs = outs[:0]
+		outs, msgs = outs[:0], msgs[:0]
 		for _, p := range batch {
-			outs = append(outs, p.out)
+			outs, msgs = append(outs, p.out), append(msgs, p.msg)
 		}
-		if !w.commit(ctx, outs) {
+		// The messages stay held while PostgreSQL is slow or away (commit retries), so
+		// JetStream does not hand them to another worker meanwhile.
+		stop := natsx.KeepAlive(w.d.keepAliveEvery, msgs...)
+		committed := w.commit(ctx, outs)
+		stop()
+		if !committed {
 			continue // not recorded: unacked, JetStream redelivers them after AckWait
 		}
-		for _, p := range batch {
-			_ = p.msg.Ack() // a lost ack redelivers; the compare-and-set makes that harmless
+		fault("after_commit")
+		for _, m := range msgs {
+			w.ack(m)
 		}
 	}
 	return nil
+}
+
+// ack acknowledges a message whose outcome is committed. The row is the truth: an ack that is
+// lost on its way (or not sent, counted and logged here) only means a redelivery, which
+// handle checks against the row (store.AttemptDue) and acks without a second POST.
+func (w *writer) ack(m jetstream.Msg) {
+	if err := m.Ack(); err != nil {
+		w.d.m.AcksFailed.WithLabelValues(natsx.DispatchConsumer).Inc()
+		if _, logNow, unlogged := w.acks.Fail(time.Now()); logNow {
+			w.d.log.Warn("ack not sent; the message will be redelivered and found recorded", "err", err,
+				"failures_not_logged", unlogged)
+		}
+		return
+	}
+	w.acks.OK()
 }
 
 // commit retries until PostgreSQL takes the batch: the messages stay unacked meanwhile, and

@@ -32,6 +32,7 @@ type Set struct {
 	RetriesScheduled  prometheus.Counter
 	Waiting           prometheus.Gauge
 	EndpointsDisabled *prometheus.CounterVec // reason
+	AcksFailed        *prometheus.CounterVec // consumer: acks of recorded work that could not be sent
 }
 
 // latencyBuckets start at 0.5 ms and double up to about 16 s.
@@ -67,7 +68,9 @@ func New() *Set {
 		Help: "Deliveries held in memory waiting for a slot of their endpoint."})
 	s.EndpointsDisabled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_endpoints_disabled_total",
 		Help: "Webhooks disabled automatically, by reason: gone (410) or failing (every attempt failed for HOOKLINE_DISABLE_AFTER)."}, []string{"reason"})
-	for _, c := range []prometheus.Collector{s.HTTPRequests, s.HTTPDuration, s.EventsPublished, s.EventsProcessed,
+	s.AcksFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_acks_failed_total",
+		Help: "Acks of recorded work that could not be sent (the message is redelivered and found recorded), by consumer."}, []string{"consumer"})
+	for _, c := range []prometheus.Collector{s.AcksFailed, s.HTTPRequests, s.HTTPDuration, s.EventsPublished, s.EventsProcessed,
 		s.EventsRejected, s.EventsFiltered, s.Deliveries, s.AttemptDuration, s.EndToEnd, s.RetriesScheduled, s.Waiting, s.EndpointsDisabled} {
 		f(c)
 	}
