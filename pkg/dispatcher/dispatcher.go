@@ -39,8 +39,13 @@ type Options struct {
 	Writers             int               // outcome batches committing at once; default 4
 	TargetTTL           time.Duration     // how long a webhook's settings are cached; default 1s
 	ShutdownGrace       time.Duration     // in-flight attempts get this long on shutdown; default 5s
+	IdleAfter           time.Duration     // a webhook's in-memory state unused this long is dropped; default 5m
 	Sealer              *webhook.Sealer   // opens secrets stored encrypted; nil = stored in clear
 	Reopen              natsx.Reopen      // re-creates the consumer if it is deleted (natsx.Reopener)
+	// Lease, when set, runs the scheduler and the reconciler only on the replica holding it
+	// (natsx.DispatcherLease), so N replicas query for due retries as often as one; nil: every
+	// replica runs them (safe, SKIP LOCKED, but N times the polling).
+	Lease *natsx.Lease
 }
 
 func (o *Options) defaults() {
@@ -59,6 +64,7 @@ func (o *Options) defaults() {
 	set(&o.HandBackDelay, time.Second)
 	set(&o.TargetTTL, time.Second)
 	set(&o.ShutdownGrace, 5*time.Second)
+	set(&o.IdleAfter, 5*time.Minute)
 	if o.EndpointConcurrency <= 0 {
 		o.EndpointConcurrency = 32
 	}
@@ -71,7 +77,8 @@ func (o *Options) defaults() {
 }
 
 // Dispatcher is the DELIVERIES consumer plus the retry scheduler and the reconciler. Any
-// number of dispatchers share the durable consumer and split due retries (SKIP LOCKED).
+// number of dispatchers share the durable consumer; the scheduler and the reconciler run on
+// the one holding Options.Lease (or on all, splitting due retries with SKIP LOCKED).
 type Dispatcher struct {
 	db      *store.DB
 	js      jetstream.JetStream
@@ -119,8 +126,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// Several writers, so one batch's commit overlaps the next batch's statement.
 		g.Go(func() error { return w.run(gctx) })
 	}
-	g.Go(func() error { d.schedule(gctx); return nil })
-	g.Go(func() error { d.reconcile(gctx); return nil })
+	g.Go(func() error { d.jobs(gctx); return nil })
+	g.Go(func() error { d.sweep(gctx); return nil })
 	g.Go(func() error {
 		defer w.close() // after every worker has handed in its outcome
 		return d.consume(gctx, cons, w, info.Config.MaxAckPending)
@@ -144,8 +151,7 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 			reserved bool
 		)
 		if id, err := uuid.Parse(m.Headers().Get(natsx.HeaderWebhookID)); err == nil {
-			ep = d.endpoint(id)
-			reserved = ep.reserve(ctx)
+			ep, reserved = d.place(ctx, id)
 		}
 		workers.Add(1)
 		go func() {

@@ -38,6 +38,10 @@ type endpoint struct {
 	// idle endpoint is not a hung one).
 	lastDone atomic.Int64
 	born     time.Time // when the first delivery arrived
+	// used is the unix nanos of the last lookup of this endpoint (endpointOf); gone is set
+	// when the sweep drops it, so a lookup that got it just before looks again (evict.go).
+	used atomic.Int64
+	gone atomic.Bool
 
 	mu       sync.Mutex
 	n        int             // concurrency: requests in flight at most
@@ -307,6 +311,7 @@ func (d *Dispatcher) endpointOf(id uuid.UUID) *endpoint {
 		})
 		d.endpoints[id] = ep
 	}
+	ep.used.Store(time.Now().UnixNano())
 	return ep
 }
 
