@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hookline/hookline/pkg/delivery"
@@ -9,11 +10,29 @@ import (
 	"github.com/hookline/hookline/pkg/store"
 )
 
+// jobs runs the scheduler and the reconciler: on every replica without a lease, else while this
+// replica holds it.
+func (d *Dispatcher) jobs(ctx context.Context) {
+	run := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); d.schedule(ctx) }()
+		go func() { defer wg.Done(); d.reconcile(ctx) }()
+		wg.Wait()
+	}
+	if d.opts.Lease == nil {
+		run(ctx)
+		return
+	}
+	d.opts.Lease.Run(ctx, run)
+}
+
 // schedule republishes retries whose next_attempt_at has come, every ScanInterval, in batches
 // of up to 1,000 while there are more.
 func (d *Dispatcher) schedule(ctx context.Context) {
 	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, d.opts.ScanInterval, func() {
+		d.m.JobRuns.WithLabelValues("schedule").Inc()
 		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
 		defer cancel()
 		for {
@@ -41,6 +60,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 	period := min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute)
 	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, period, func() {
+		d.m.JobRuns.WithLabelValues("reconcile").Inc()
 		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
 		defer cancel()
 		for range 100 { // catch up in steps of one period, within reason per tick

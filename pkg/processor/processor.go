@@ -35,6 +35,9 @@ type Options struct {
 	// Reopen re-creates the EVENTS consumer if an operator deletes it (natsx.Reopener); nil:
 	// consuming stops for good until a restart.
 	Reopen natsx.Reopen
+	// Lease, when set, prunes only on the replica holding it (natsx.PruneLease); nil: every
+	// replica prunes (harmless, but N times the deletes racing for the same rows).
+	Lease *natsx.Lease
 }
 
 // Processor is the EVENTS consumer. Any number of processors share the durable consumer.
@@ -82,7 +85,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.m.WatchConsumer(natsx.ProcessorConsumer, natsx.ConsumerCounts(cons))
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); p.prune(ctx) }()
+	go func() {
+		defer wg.Done()
+		if p.opts.Lease == nil {
+			p.prune(ctx)
+			return
+		}
+		p.opts.Lease.Run(ctx, p.prune)
+	}()
 	defer wg.Wait()
 	return natsx.ConsumeBatches(ctx, cons, p.opts.Reopen, p.opts.BatchSize, p.opts.Workers, p.log, p.handle)
 }
@@ -105,6 +115,7 @@ func (p *Processor) prune(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		p.m.JobRuns.WithLabelValues("prune").Inc()
 		now := time.Now()
 		events, attempts := forever, forever
 		if p.opts.EventRetention > 0 {

@@ -76,6 +76,7 @@ type Tuning struct {
 	HandBackDelay         time.Duration
 	DispatchMaxAckPending int
 	PruneEvery            time.Duration // retention pass; 0 = 1h
+	LeaseTTL              time.Duration // singleton jobs' lease of a separate processor or dispatcher; 0 = natsx.DefaultLeaseTTL
 	// Ready, when set, is called once every component is started, with the API's (or
 	// metrics') address and the NATS URL in use.
 	Ready func(httpAddr, natsURL string)
@@ -214,10 +215,15 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 			})
 		})
 	}
+	dispatchLease, pruneLease, err := leases(ctx, js, role, topo.Replicas, tune.LeaseTTL, ln.Addr().String(), m, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if role&Processor != 0 {
 		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0],
 			EventRetention: cfg.EventRetention, AttemptRetention: cfg.AttemptRetention, PruneEvery: tune.PruneEvery,
-			Reopen: natsx.Reopener(js, topo, natsx.EventsStream, natsx.ProcessorConsumer)})
+			Reopen: natsx.Reopener(js, topo, natsx.EventsStream, natsx.ProcessorConsumer), Lease: pruneLease})
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	if role&Dispatcher != 0 {
@@ -227,7 +233,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 			Schedule: cfg.RetrySchedule, EndpointConcurrency: cfg.EndpointConcurrency,
 			RetryAfterMax: cfg.RetryAfterMax, DisableAfter: cfg.DisableAfter, ReconcileAfter: cfg.ReconcileAfter,
 			ScanInterval: tune.ScanInterval, HandBackDelay: tune.HandBackDelay, Sealer: sealer,
-			Reopen: natsx.Reopener(js, topo, natsx.DeliveriesStream, natsx.DispatchConsumer),
+			Reopen: natsx.Reopener(js, topo, natsx.DeliveriesStream, natsx.DispatchConsumer), Lease: dispatchLease,
 		})
 		g.Go(func() error { return d.Run(gctx) })
 	}
@@ -241,6 +247,43 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// leases makes the leases a separate processor or dispatcher contends for, so that with N
+// replicas one runs the retry scheduler and reconciler and one prunes (see docs/scaling.md).
+// The all-in-one gets none: its embedded server serves that one process alone. A holder is
+// named by host and HTTP address, stable across a restart of the same replica, so a replica
+// killed and restarted takes its own lease back at once instead of waiting out the TTL.
+func leases(ctx context.Context, js jetstream.JetStream, role Role, replicas int, ttl time.Duration, addr string, m *metrics.Set, log *slog.Logger) (dispatch, prune *natsx.Lease, err error) {
+	if role == AllInOne || role&(Processor|Dispatcher) == 0 {
+		return nil, nil, nil
+	}
+	if ttl <= 0 {
+		ttl = natsx.DefaultLeaseTTL
+	}
+	kv, err := natsx.SetupLeases(ctx, js, ttl, replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	lease := func(name string) *natsx.Lease {
+		l := natsx.NewLease(kv, name, host+"/"+addr, ttl, log)
+		l.Held = func(held bool) {
+			v := 0.0
+			if held {
+				v = 1
+			}
+			m.LeaseHeld.WithLabelValues(name).Set(v)
+		}
+		return l
+	}
+	if role&Dispatcher != 0 {
+		dispatch = lease(natsx.DispatcherLease)
+	}
+	if role&Processor != 0 {
+		prune = lease(natsx.PruneLease)
+	}
+	return dispatch, prune, nil
 }
 
 func openBlobs(ctx context.Context, cfg config.Config, js jetstream.JetStream) (blob.Store, error) {
