@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"strings"
@@ -72,8 +73,12 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 	ck, hit := a.keys.m[hash]
 	a.keys.mu.Unlock()
 	if !hit || now.After(ck.expires) {
-		k, err := store.LookupAPIKey(c.UserContext(), a.db, key)
+		k, err := lookupKey(c.UserContext(), a.db, key, hit)
 		switch {
+		case hit && store.IsUnavailable(err):
+			// PostgreSQL away: the key as last seen keeps working for another keyTTL (POST
+			// /events goes on into JetStream); a revoke needs PostgreSQL anyway.
+			ck.expires = now.Add(keyTTL)
 		case errors.Is(err, store.ErrNoKey):
 			ck = cachedKey{expires: now.Add(keyTTL)}
 		case err != nil:
@@ -95,6 +100,19 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 		return Principal{}, fail(fiber.StatusTooManyRequests, "rate limit of "+itoa(a.opts.RateLimit)+" requests per second for this key exceeded")
 	}
 	return ck.p, nil
+}
+
+// staleLookup bounds the lookup of a key (or schema) already cached: if PostgreSQL does not
+// answer within it, the cached entry is used (see resolveKey).
+const staleLookup = 3 * time.Second
+
+func lookupKey(ctx context.Context, db store.Querier, key string, cached bool) (store.APIKey, error) {
+	if cached {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, staleLookup)
+		defer cancel()
+	}
+	return store.LookupAPIKey(ctx, db, key)
 }
 
 // adminOnly refuses user keys: 403.

@@ -38,8 +38,24 @@ func (t *typeSchemas) get(ctx context.Context, db store.Querier, name string) (*
 	if ok && time.Since(c.at) < schemaTTL {
 		return c.s, nil
 	}
-	raw, err := store.EventTypeSchema(ctx, db, name)
+	lctx := ctx
+	if ok {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, staleLookup)
+		defer cancel()
+	}
+	raw, err := store.EventTypeSchema(lctx, db, name)
 	if err != nil {
+		if ok && store.IsUnavailable(err) {
+			// PostgreSQL away: the last known schema keeps POST /events going, for another
+			// schemaTTL before the next try.
+			t.mu.Lock()
+			if t.m != nil {
+				t.m[name] = cachedSchema{s: c.s, at: time.Now()}
+			}
+			t.mu.Unlock()
+			return c.s, nil
+		}
 		return nil, err
 	}
 	c = cachedSchema{at: time.Now()}

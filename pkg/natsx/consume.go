@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,13 +174,17 @@ func Reopener(js jetstream.JetStream, t Topology, stream, name string) Reopen {
 // consume context (the caller waits for its Closed and drains). When nats.go stops consuming
 // for good while ctx is alive (a deleted consumer is terminal for it), it re-creates the
 // consumer with reopen (nil: look it up again) and consumes again, retrying every 1 s up to
-// 30 s, with a warning at most every 10 s. Until then /readyz fails (Ready finds no consumer).
+// 16 s, with a warning at most every 10 s. Meanwhile the Consuming in ctx (WithConsuming), which
+// /readyz reads, names it as not consuming.
 func KeepConsuming(ctx context.Context, cons jetstream.Consumer, reopen Reopen, log *slog.Logger,
 	handler jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
 	cc, err := cons.Consume(handler, opts...)
 	if err != nil {
 		return nil, err
 	}
+	status, name := consumingFrom(ctx), cons.CachedInfo().Name
+	status.set(name, true)
+	defer status.forget(name)
 	var away Backoff
 	// nats.go closes the consume context on some terminal errors only: a deleted consumer is
 	// also noticed by looking it up now and then.
@@ -196,6 +202,7 @@ func KeepConsuming(ctx context.Context, cons jetstream.Consumer, reopen Reopen, 
 			}
 			cc.Stop()
 		}
+		status.set(name, false)
 		log.Warn("consuming stopped (consumer deleted?): re-creating it")
 		for {
 			if ctx.Err() != nil {
@@ -206,6 +213,7 @@ func KeepConsuming(ctx context.Context, cons jetstream.Consumer, reopen Reopen, 
 				var ncc jetstream.ConsumeContext
 				if ncc, err = next.Consume(handler, opts...); err == nil {
 					cc, cons = ncc, next
+					status.set(name, true)
 					away.OK()
 					log.Info("consuming again")
 					break
@@ -229,4 +237,67 @@ func reopenConsumer(ctx context.Context, cons jetstream.Consumer, reopen Reopen)
 	}
 	info := cons.CachedInfo()
 	return nil, fmt.Errorf("consumer %s on %s: no way to re-create it", info.Name, info.Stream)
+}
+
+// Consuming says which of a process's consumers are consuming, for /readyz: KeepConsuming
+// (given it in its ctx, see WithConsuming) marks its consumer not consuming from the moment
+// nats.go stops until it consumes again. The zero value is ready.
+type Consuming struct {
+	mu      sync.Mutex
+	stopped map[string]int // consumer name -> KeepConsuming loops of it not consuming
+}
+
+type consumingKey struct{}
+
+// WithConsuming returns ctx carrying c, for the KeepConsuming calls made with it.
+func WithConsuming(ctx context.Context, c *Consuming) context.Context {
+	return context.WithValue(ctx, consumingKey{}, c)
+}
+
+func consumingFrom(ctx context.Context) *loopState {
+	c, _ := ctx.Value(consumingKey{}).(*Consuming)
+	return &loopState{c: c}
+}
+
+// loopState is one KeepConsuming loop's mark in a Consuming (nil: none).
+type loopState struct {
+	c       *Consuming
+	stopped bool
+}
+
+func (l *loopState) set(name string, consuming bool) {
+	if l.c == nil || consuming != l.stopped {
+		return
+	}
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	if l.c.stopped == nil {
+		l.c.stopped = map[string]int{}
+	}
+	l.stopped = !consuming
+	if l.stopped {
+		l.c.stopped[name]++
+	} else {
+		l.c.stopped[name]--
+	}
+}
+
+// forget clears the loop's mark when it returns.
+func (l *loopState) forget(name string) { l.set(name, true) }
+
+// Err names the consumers not consuming, nil when every one is.
+func (c *Consuming) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for name, n := range c.stopped {
+		if n > 0 {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	return fmt.Errorf("not consuming: %s", strings.Join(names, ", "))
 }
