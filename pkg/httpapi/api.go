@@ -41,6 +41,9 @@ type Options struct {
 	// not set its own.
 	EndpointConcurrency int
 	ReceiverTimeout     time.Duration
+	// Consuming, when set, fails /readyz while a consumer of this process is not consuming
+	// (the all-in-one's processor and dispatcher).
+	Consuming *natsx.Consuming
 }
 
 // API serves the REST API.
@@ -98,6 +101,7 @@ func (a *API) routes() {
 		app.Use(AccessLog(a.opts.AccessLog))
 	}
 	app.Use(a.observe)
+	app.Use(deadline)
 	// Open to all: probes, metrics, and file content through a signed link.
 	app.Get("/healthz", a.healthz)
 	app.Get("/readyz", a.ready)
@@ -168,10 +172,27 @@ func (a *API) ready(c *fiber.Ctx) error {
 	if err := natsx.Ready(ctx, a.js); err != nil {
 		return fail(fiber.StatusServiceUnavailable, "nats unreachable")
 	}
+	if a.opts.Consuming != nil {
+		if err := a.opts.Consuming.Err(); err != nil {
+			return fail(fiber.StatusServiceUnavailable, err.Error())
+		}
+	}
 	return ok(c, "ready", empty{})
 }
 
 func (a *API) healthz(c *fiber.Ctx) error { return ok(c, "ok", empty{}) }
+
+// requestTimeout bounds the work of one request (its PostgreSQL and NATS calls): PostgreSQL
+// that stops answering without an error (a network black hole) gives a 503 with Retry-After
+// (store.IsUnavailable counts a deadline) rather than a request that hangs.
+const requestTimeout = 15 * time.Second
+
+func deadline(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
+	return c.Next()
+}
 
 // observe counts every request by its route pattern (never the raw path, which would make a
 // series per id).

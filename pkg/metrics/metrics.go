@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -129,8 +130,10 @@ func (s *Set) mux(ready func(context.Context) error) *http.ServeMux {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
+			// The message names what is missing (database, nats, a consumer not consuming).
+			b, _ := json.Marshal(map[string]any{"message": "not ready: " + err.Error(), "data": struct{}{}, "error": true})
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"message":"not ready","data":{},"error":true}`))
+			_, _ = w.Write(b)
 			return
 		}
 		_, _ = w.Write([]byte(`{"message":"ready","data":{},"error":false}`))

@@ -175,6 +175,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 
 	m := metrics.New()
 	g, gctx := errgroup.WithContext(ctx)
+	// The consumers mark themselves here while they are not consuming; /readyz fails then.
+	consuming := &natsx.Consuming{}
+	gctx = natsx.WithConsuming(gctx, consuming)
 	var ln net.Listener
 	if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("HOOKLINE_HTTP_ADDR=%q: %w", cfg.HTTPAddr, err)
@@ -203,15 +206,19 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		}
 		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes,
 			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, AccessLog: access, RateLimit: cfg.RateLimit, Sealer: sealer,
-			Links: httpapi.NewLinks(linkKey, public, 0), EndpointConcurrency: cfg.EndpointConcurrency, ReceiverTimeout: cfg.ReceiverTimeout})
+			Links: httpapi.NewLinks(linkKey, public, 0), EndpointConcurrency: cfg.EndpointConcurrency, ReceiverTimeout: cfg.ReceiverTimeout,
+			Consuming: consuming})
 		g.Go(func() error { return api.Serve(gctx, ln) })
 	} else {
 		g.Go(func() error {
 			return metrics.ServeListener(gctx, ln, m, func(ctx context.Context) error {
 				if err := db.PingContext(ctx); err != nil {
-					return err
+					return fmt.Errorf("database unreachable: %w", err)
 				}
-				return natsx.Ready(ctx, js)
+				if err := natsx.Ready(ctx, js); err != nil {
+					return fmt.Errorf("nats: %w", err)
+				}
+				return consuming.Err()
 			})
 		})
 	}
