@@ -42,6 +42,10 @@ type Options struct {
 	IdleAfter           time.Duration     // a webhook's in-memory state unused this long is dropped; default 5m
 	Sealer              *webhook.Sealer   // opens secrets stored encrypted; nil = stored in clear
 	Reopen              natsx.Reopen      // re-creates the consumer if it is deleted (natsx.Reopener)
+	// Lease, when set, runs the scheduler and the reconciler only on the replica holding it
+	// (natsx.DispatcherLease), so N replicas query for due retries as often as one; nil: every
+	// replica runs them (safe, SKIP LOCKED, but N times the polling).
+	Lease *natsx.Lease
 }
 
 func (o *Options) defaults() {
@@ -73,7 +77,8 @@ func (o *Options) defaults() {
 }
 
 // Dispatcher is the DELIVERIES consumer plus the retry scheduler and the reconciler. Any
-// number of dispatchers share the durable consumer and split due retries (SKIP LOCKED).
+// number of dispatchers share the durable consumer; the scheduler and the reconciler run on
+// the one holding Options.Lease (or on all, splitting due retries with SKIP LOCKED).
 type Dispatcher struct {
 	db      *store.DB
 	js      jetstream.JetStream
@@ -121,8 +126,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// Several writers, so one batch's commit overlaps the next batch's statement.
 		g.Go(func() error { return w.run(gctx) })
 	}
-	g.Go(func() error { d.schedule(gctx); return nil })
-	g.Go(func() error { d.reconcile(gctx); return nil })
+	g.Go(func() error { d.jobs(gctx); return nil })
 	g.Go(func() error { d.sweep(gctx); return nil })
 	g.Go(func() error {
 		defer w.close() // after every worker has handed in its outcome

@@ -41,6 +41,9 @@ type Options struct {
 	// not set its own.
 	EndpointConcurrency int
 	ReceiverTimeout     time.Duration
+	// Quota, when set, holds the rate limits' buckets, shared by every ingress replica
+	// (natsx.SetupQuotas; see ratelimit.go); nil: each replica limits on its own.
+	Quota jetstream.KeyValue
 	// Consuming, when set, fails /readyz while a consumer of this process is not consuming
 	// (the all-in-one's processor and dispatcher).
 	Consuming *natsx.Consuming
@@ -63,6 +66,10 @@ type API struct {
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter
+	// quotas: each key's share of its shared bucket (Options.Quota); quotaLogged: unix
+	// nanos of the last "shared rate limits unavailable" warning
+	quotas      quotas
+	quotaLogged atomic.Int64
 }
 
 // New builds the API and its routes.

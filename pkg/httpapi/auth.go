@@ -96,7 +96,7 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 	if !ck.ok {
 		return Principal{}, store.ErrNoKey // 401
 	}
-	if !ck.p.Admin && a.opts.RateLimit > 0 && !a.limiter(hash).Allow() {
+	if !ck.p.Admin && a.opts.RateLimit > 0 && !a.allow(c.UserContext(), hash) {
 		return Principal{}, fail(fiber.StatusTooManyRequests, "rate limit of "+itoa(a.opts.RateLimit)+" requests per second for this key exceeded")
 	}
 	return ck.p, nil

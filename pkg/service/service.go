@@ -204,7 +204,14 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		if cfg.AdminAPIKey == "" {
 			log.Warn("HOOKLINE_ADMIN_API_KEY unset: only keys made with `hookline apikey create` work")
 		}
-		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{MaxUploadBytes: cfg.MaxUploadBytes,
+		var quota jetstream.KeyValue // rate limits shared by the ingress replicas
+		if cfg.RateLimit > 0 {
+			if quota, err = natsx.SetupQuotas(ctx, js, topo.Replicas); err != nil {
+				ln.Close()
+				return err
+			}
+		}
+		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{Quota: quota, MaxUploadBytes: cfg.MaxUploadBytes,
 			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, AccessLog: access, RateLimit: cfg.RateLimit, Sealer: sealer,
 			Links: httpapi.NewLinks(linkKey, public, 0), EndpointConcurrency: cfg.EndpointConcurrency, ReceiverTimeout: cfg.ReceiverTimeout,
 			Consuming: consuming})
