@@ -8,6 +8,7 @@ package event
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,6 +92,12 @@ func ValidID(id string) bool {
 	}
 	return true
 }
+
+// MsgID is the Nats-Msg-Id the ingress publishes an event of userID with id under:
+// "<user_id>:<id>". Event ids are per user, and JetStream drops a second message with the same
+// Nats-Msg-Id inside the stream's duplicate window whoever sent it: with the user in it, two
+// users' events with one id are two messages, while a user's retry is still dropped.
+func MsgID(userID int64, id string) string { return strconv.FormatInt(userID, 10) + ":" + id }
 
 // FieldError reports a bad event: which field (a body field such as
 // "user_id", or "body" or "subject") and what is wrong with it, worded for

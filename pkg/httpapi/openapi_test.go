@@ -211,6 +211,8 @@ var belowAnswers = map[string][]string{
 	"store.EventTypeSchema":   {"store.ErrUnavailable"},
 	"store.GetEvent":          {"store.ErrNoEvent", "store.ErrUnavailable"},
 	"store.ListEvents":        {"store.ErrUnavailable"},
+	"store.FileOwners":        {"store.ErrUnavailable"},
+	"store.WebhookOwner":      {"store.ErrUnavailable"},
 	"event.CompileSchema":     nil, // its error becomes a field error on schema
 	"event.StorableJSON":      {"field"},
 	"event.ValidID":           nil,
@@ -240,6 +242,7 @@ var belowAnswers = map[string][]string{
 	"event.Encode":            nil,
 	"event.EncodeUpload":      nil,
 	"event.Subject":           nil,
+	"event.MsgID":             nil,
 	"event.ValidTypeName":     nil,
 	"natsx.Ready":             nil,
 }

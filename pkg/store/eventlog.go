@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +11,10 @@ import (
 
 // ErrNoEvent reports an event id that matches no stored event (or one past retention).
 var ErrNoEvent = errors.New("event not found")
+
+// ErrEventAmbiguous reports an event id that several users sent, looked up for no user in
+// particular: each user's event with that id is its own event.
+var ErrEventAmbiguous = errors.New("several users sent an event with this id")
 
 // StoredEvent is an accepted event as kept in PostgreSQL; GetEvent adds its deliveries.
 type StoredEvent struct {
@@ -39,21 +42,41 @@ func scanStoredEvent(row interface{ Scan(...any) error }) (StoredEvent, error) {
 	return e, err
 }
 
-// GetEvent loads an event and its deliveries to live webhooks, oldest first; ErrNoEvent when
-// there is none. Statuses come from the view delivery_states: a delivery whose first attempt
-// succeeded is still 'pending' in its own row.
-func GetEvent(ctx context.Context, db Querier, id string) (StoredEvent, error) {
-	e, err := scanStoredEvent(db.QueryRowContext(ctx, "SELECT "+storedEventColumns+" FROM events WHERE id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, ErrNoEvent
-	}
+// GetEvent loads the event id of user userID (0: of whichever user sent it) and its
+// deliveries to live webhooks, oldest first. Event ids are per user: ErrNoEvent when that user
+// has none, ErrEventAmbiguous when userID is 0 and several users sent that id. Statuses come
+// from the view delivery_states: a delivery whose first attempt succeeded is still 'pending' in
+// its own row.
+func GetEvent(ctx context.Context, db Querier, userID int64, id string) (StoredEvent, error) {
+	rows, err := db.QueryContext(ctx, "SELECT "+storedEventColumns+` FROM events
+		WHERE id = $1 AND ($2 = 0 OR user_id = $2) ORDER BY user_id LIMIT 2`, id, userID)
 	if err != nil {
-		return e, fmt.Errorf("load event %s: %w", id, err)
+		return StoredEvent{}, fmt.Errorf("load event %s: %w", id, err)
 	}
-	rows, err := db.QueryContext(ctx, `
+	var found []StoredEvent
+	for rows.Next() {
+		e, err := scanStoredEvent(rows)
+		if err != nil {
+			rows.Close()
+			return StoredEvent{}, fmt.Errorf("load event %s: %w", id, err)
+		}
+		found = append(found, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return StoredEvent{}, fmt.Errorf("load event %s: %w", id, err)
+	}
+	switch len(found) {
+	case 0:
+		return StoredEvent{}, ErrNoEvent
+	case 2:
+		return StoredEvent{}, ErrEventAmbiguous
+	}
+	e := found[0]
+	rows, err = db.QueryContext(ctx, `
 		SELECT s.id, s.webhook_id, s.status FROM delivery_states s
 		JOIN webhook_registrations w ON w.id = s.webhook_id AND w.deleted_at IS NULL
-		WHERE s.event_id = $1 ORDER BY s.created_at, s.id`, id)
+		WHERE s.event_id = $1 AND s.user_id = $2 ORDER BY s.created_at, s.id`, id, e.UserID)
 	if err != nil {
 		return e, fmt.Errorf("load deliveries of event %s: %w", id, err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -141,6 +142,7 @@ type Rejection struct {
 	Reason    string
 	Payload   []byte
 	StreamSeq uint64
+	UserID    int64 // the event's user_id; 0 when the event did not decode
 }
 
 // ErrStaleSubscriptions reports that SaveEvents wrote nothing because the subscriptions
@@ -149,7 +151,8 @@ var ErrStaleSubscriptions = errors.New("subscriptions changed since they were re
 
 // SaveEvents writes a batch in one statement, so in one round trip and one commit: events,
 // files and deliveries (each ignoring a row that exists, so a redelivered event creates
-// nothing twice) and rejections. It only appends. It returns the deliveries it created, which
+// nothing twice) and rejections. An event is keyed by (id, user_id): two users' events with
+// one id are two events. It only appends. It returns the deliveries it created, which
 // wait for their first attempt; with firstWait > 0 (the retry schedule's entry 0) they are
 // scheduled that long ahead instead, and none is returned. The deliveries of a redelivered
 // event already exist and are not returned: see OwedFirstAttempts.
@@ -198,7 +201,9 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 				OccurredAt: e.OccurredAt, Seq: int64(d.Seq)}
 		}
 	}
+	var rUsers []int64
 	for _, r := range rejected {
+		rUsers = append(rUsers, r.UserID)
 		rIDs, rSubjects, rReasons = append(rIDs, r.EventID), append(rSubjects, CleanText(r.Subject)), append(rReasons, CleanText(r.Reason))
 		rPayloads, rSeqs = append(rPayloads, r.Payload), append(rSeqs, int64(r.StreamSeq))
 	}
@@ -211,7 +216,7 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		evIDs, evTypes, evUsers, evHooks, evAt, evData,
 		fIDs, fHooks, fEvents, fNames, fCTypes, fSums, fUsers, fSizes, fAt,
 		dIDs, dEvents, dHooks, dTypes, dUsers, dPayloads, dAt, status, next,
-		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version, dSeqs)
+		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version, dSeqs, rUsers)
 	if err != nil {
 		return nil, fmt.Errorf("save events: %w", err)
 	}
@@ -243,7 +248,7 @@ WITH ok AS (
 	INSERT INTO events (id, type, user_id, webhook_id, occurred_at, data)
 	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
 	WHERE (SELECT ok FROM ok)
-	ON CONFLICT (id) DO NOTHING
+	ON CONFLICT (id, user_id) DO NOTHING
 ), fi AS (
 	INSERT INTO files (id, webhook_id, event_id, file_name, content_type, sha256, user_id, size, uploaded_at, object_name)
 	SELECT f.*, f.id::text FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
@@ -252,8 +257,9 @@ WITH ok AS (
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), rj AS (
-	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
-	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($25::text[], $26::text[], $27::text[], $28::bytea[], $29::bigint[]) AS x(i, s, r, p, q)
+	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq, user_id)
+	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0), u
+	FROM unnest($25::text[], $26::text[], $27::text[], $28::bytea[], $29::bigint[], $32::bigint[]) AS x(i, s, r, p, q, u)
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), de AS (
@@ -296,4 +302,49 @@ func uuidPtr(id *uuid.UUID) *string {
 	}
 	s := id.String()
 	return &s
+}
+
+// FileOwners returns the user of each of the files ids that exists (deleted webhooks' files
+// included): an upload.completed event may not announce another user's file.
+func FileOwners(ctx context.Context, db Querier, ids []uuid.UUID) (map[uuid.UUID]int64, error) {
+	owners := make(map[uuid.UUID]int64, len(ids))
+	if len(ids) == 0 {
+		return owners, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, user_id FROM files WHERE id = ANY($1::uuid[])`, strs)
+	if err != nil {
+		return nil, fmt.Errorf("file owners: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id   uuid.UUID
+			user int64
+		)
+		if err := rows.Scan(&id, &user); err != nil {
+			return nil, fmt.Errorf("file owners: %w", err)
+		}
+		owners[id] = user
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("file owners: %w", err)
+	}
+	return owners, nil
+}
+
+// WebhookOwner returns the user of a live (not deleted) webhook, or 0 when there is none.
+func WebhookOwner(ctx context.Context, db Querier, id uuid.UUID) (int64, error) {
+	var user int64
+	err := db.QueryRowContext(ctx, `SELECT user_id FROM webhook_registrations WHERE id = $1 AND deleted_at IS NULL`, id).Scan(&user)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("owner of webhook %s: %w", id, err)
+	}
+	return user, nil
 }

@@ -423,8 +423,9 @@ func ListRejected(ctx context.Context, db Querier, limit int, after Cursor) (Pag
 // attemptsBefore, at most limit rows of each per call; it returns how many rows went. Deliveries
 // keep their rendered body, so a delivery outlives its event row.
 func Prune(ctx context.Context, db Querier, eventsBefore, attemptsBefore time.Time, limit int) (int64, error) {
-	res, err := db.ExecContext(ctx, `DELETE FROM events WHERE id IN
-		(SELECT id FROM events WHERE received_at < $1 LIMIT $2)`, eventsBefore, limit)
+	// By the whole key: another user's event with the same id may be newer.
+	res, err := db.ExecContext(ctx, `DELETE FROM events WHERE (id, user_id) IN
+		(SELECT id, user_id FROM events WHERE received_at < $1 LIMIT $2)`, eventsBefore, limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
