@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -82,9 +81,8 @@ func excerpt(b []byte) string {
 	return store.CleanText(string(b))
 }
 
+// errorText is a failed attempt's error as its webhook's owner sees it: the class of the
+// failure, without the addresses a host name resolved to (egress.Describe).
 func errorText(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout: " + store.CleanText(err.Error())
-	}
-	return store.CleanText(err.Error())
+	return store.CleanText(egress.Describe(err))
 }

@@ -173,7 +173,7 @@ func (c *Client) Do(parent context.Context, r Request) Result {
 	if err != nil {
 		err = stripURL(err)
 		if ctx.Err() != nil && parent.Err() == nil { // our Timeout, not the caller's ctx
-			err = fmt.Errorf("no response within %s: %w", c.timeout, err)
+			err = fmt.Errorf("no response within %s: %w", timeout, err)
 		}
 		return Result{Err: err, Latency: time.Since(start)}
 	}
