@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookline/hookline/pkg/service/servicetest"
 )
@@ -94,7 +95,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"patch unknown field", "PATCH", "/webhook/" + w.ID, map[string]any{"secret": "x"}, 422, "secret"},
 		{"patch enabled not bool", "PATCH", "/webhook/" + w.ID, map[string]any{"enabled": "yes"}, 422, "enabled"},
 	}
+	nc := natsConn(t, sys)
+	servicetest.Eventually(t, 10*time.Second, "set-up events handled", func() bool {
+		return allHandled(t, nc, "EVENTS", "processor") && allHandled(t, nc, "DELIVERIES", "dispatcher")
+	})
 	before := tableCounts(t, sys)
+	seqBefore := streamLastSeq(t, nc, "EVENTS")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := sys.Do(t, c.method, c.path, c.body)
@@ -126,10 +132,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Fatalf("upload = %d %s, want 413", r.Status, r.Raw)
 		}
 	})
+	// A sentinel event after the bad requests, then wait until the processor and the
+	// dispatcher have handled everything in their streams: whatever a bad request had
+	// published would have made its rows by then.
+	publish(t, nc, "events.invoice.paid", "sentinel-badinput", map[string]any{"id": "sentinel-badinput", "user_id": 1, "data": map[string]any{}})
+	servicetest.Eventually(t, 20*time.Second, "the sentinel event delivered and every message handled", func() bool {
+		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'sentinel-badinput' AND status = 'succeeded'") == 1 &&
+			allHandled(t, nc, "EVENTS", "processor") && allHandled(t, nc, "DELIVERIES", "dispatcher")
+	})
+	if seq := streamLastSeq(t, nc, "EVENTS"); seq != seqBefore+1 {
+		t.Errorf("EVENTS grew by %d messages, want 1 (the sentinel): a 4xx must not publish", seq-seqBefore)
+	}
 	after := tableCounts(t, sys)
+	before["events"]++     // the sentinel
+	before["deliveries"]++ // its delivery to the invoice.paid webhook
 	for table, n := range before {
 		if after[table] != n {
-			t.Errorf("%s: %d rows before, %d after bad requests", table, n, after[table])
+			t.Errorf("%s: %d rows expected, %d after bad requests and the sentinel", table, n, after[table])
 		}
 	}
 	if n := sys.Count(t, "SELECT count(*) FROM rejected_events"); n != 0 {

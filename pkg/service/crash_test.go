@@ -83,6 +83,12 @@ func TestReconcilerRepublishesLostDelivery(t *testing.T) {
 	servicetest.Eventually(t, 10*time.Second, "lost delivery republished and delivered", func() bool {
 		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'lost-1' AND status = 'succeeded'") == 1
 	})
+	// Every copy the reconciler has published by now has been handled (a second POST would
+	// have been made by then).
+	nc := natsConn(t, sys)
+	servicetest.Eventually(t, 10*time.Second, "every delivery message handled", func() bool {
+		return allHandled(t, nc, "DELIVERIES", "dispatcher")
+	})
 	if n := rv.Count(); n != 1 {
 		t.Fatalf("receiver got %d, want 1", n)
 	}
@@ -115,7 +121,7 @@ func TestStaleCopyNotSentTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	servicetest.Eventually(t, 10*time.Second, "the copy consumed", func() bool {
-		return consumerPending(t, nc, "DELIVERIES", "dispatcher") == 0
+		return allHandled(t, nc, "DELIVERIES", "dispatcher")
 	})
 	if n := rv.Count(); n != 1 {
 		t.Fatalf("receiver got %d requests, want 1: the stale copy was sent", n)
@@ -193,6 +199,10 @@ func TestCommittedButUnpublishedDeliveryPublishedOnRedelivery(t *testing.T) {
 	servicetest.Eventually(t, 10*time.Second, "the owed delivery published and delivered", func() bool {
 		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE id = $1 AND status = 'succeeded'", id) == 1
 	})
+	nc := natsConn(t, sys)
+	servicetest.Eventually(t, 10*time.Second, "every message handled", func() bool {
+		return allHandled(t, nc, "EVENTS", "processor") && allHandled(t, nc, "DELIVERIES", "dispatcher")
+	})
 	if n := rv.Count(); n != 1 {
 		t.Fatalf("receiver got %d, want 1", n)
 	}
@@ -235,8 +245,37 @@ func TestSchedulerCrashBetweenPublishAndCommit(t *testing.T) {
 	servicetest.Eventually(t, 10*time.Second, "the retry delivered and recorded", func() bool {
 		return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE event_id = 'sched-1' AND status = 'succeeded' AND attempt_count = 2") == 1
 	})
-	time.Sleep(300 * time.Millisecond) // a second copy would be posted by now
+	// Both publishes are in the stream (the second deduplicated by its Nats-Msg-Id, or stored
+	// and found already done) and every message has been handled: a second POST would have
+	// been made by then.
+	servicetest.Eventually(t, 10*time.Second, "every delivery message handled", func() bool {
+		return allHandled(t, nc, "DELIVERIES", "dispatcher")
+	})
 	if got := rv.Count(); got != 1 {
 		t.Fatalf("receiver got %d requests for attempt 2, want 1", got)
 	}
+}
+
+// allHandled is the positive signal that a consumer has finished with everything its stream
+// holds: nothing pending, nothing awaiting an ack, and its ack floor at the stream's last
+// message (so each message published so far was handed out and acked).
+func allHandled(t *testing.T, nc *nats.Conn, stream, consumer string) bool {
+	t.Helper()
+	js, _ := nc.JetStream()
+	info, err := js.ConsumerInfo(stream, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == streamLastSeq(t, nc, stream)
+}
+
+// streamLastSeq is the sequence of the last message stored in stream (0: none yet).
+func streamLastSeq(t *testing.T, nc *nats.Conn, stream string) uint64 {
+	t.Helper()
+	js, _ := nc.JetStream()
+	info, err := js.StreamInfo(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }

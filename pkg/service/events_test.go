@@ -11,6 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/natsx/natstest"
+	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/service/servicetest"
 )
 
@@ -191,35 +194,64 @@ func TestRejectedEvents(t *testing.T) {
 	}
 }
 
-// The processor fed the same event twice (a redelivery, or a publisher retrying with a new
-// Nats-Msg-Id) creates no second file row, event or delivery, and the receiver gets one POST.
+// The processor fed the same event more than once creates no second file row, event or
+// delivery, and the receiver gets one POST: three copies published together (a publisher
+// retrying with new Nats-Msg-Ids, possibly one batch); a copy published after the first was
+// committed and acked; and every copy handed out again after commit by a consumer that lost
+// its state (deleted by an operator while the processor was down, re-created at start: it
+// redelivers the stream from the start).
 func TestProcessorIdempotent(t *testing.T) {
-	sys := servicetest.Start(t, nil)
+	srv := natstest.Start(t) // outlives the system's restart below
+	sys := servicetest.Start(t, func(c *config.Config) { c.NATSURL = srv.ClientURL() })
 	nc := natsConn(t, sys)
 	rv := servicetest.NewReceiver(t)
 	w := sys.Register(t, 3, rv.URL, nil)
 	fileID := "0194a000-0000-7000-8000-000000000001"
 	ev := map[string]any{"id": "upl-1", "user_id": 3, "webhook_id": w.ID, "data": map[string]any{
 		"file_id": fileID, "webhook_id": w.ID, "file_name": "a.txt", "size": 1, "content_type": "text/plain", "sha256": "00"}}
+	check := func(t *testing.T, sys *servicetest.System, published uint64) {
+		t.Helper()
+		// Positive signal: every copy published so far is in the stream and acked by the
+		// processor, and every delivery message it made has been handled.
+		servicetest.Eventually(t, 20*time.Second, "every copy handled", func() bool {
+			return sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1 &&
+				streamLastSeq(t, nc, "EVENTS") == published && allHandled(t, nc, "EVENTS", "processor") &&
+				allHandled(t, nc, "DELIVERIES", "dispatcher")
+		})
+		for q, want := range map[string]int{
+			"SELECT count(*) FROM files WHERE id = '" + fileID + "'": 1,
+			"SELECT count(*) FROM events WHERE id = 'upl-1'":         1,
+			"SELECT count(*) FROM deliveries":                        1,
+			"SELECT count(*) FROM delivery_attempts":                 1,
+		} {
+			if n := sys.Count(t, q); n != want {
+				t.Errorf("%s = %d, want %d", q, n, want)
+			}
+		}
+		if n := rv.Count(); n != 1 {
+			t.Errorf("receiver got %d requests, want 1", n)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		publish(t, nc, "events.upload.completed", fmt.Sprintf("attempt-%d", i), ev)
 	}
-	servicetest.Eventually(t, 10*time.Second, "processed", func() bool {
-		return consumerPending(t, nc, "EVENTS", "processor") == 0 && rv.Count() >= 1 &&
-			sys.Count(t, "SELECT count(*) FROM delivery_states WHERE status = 'succeeded'") == 1
-	})
-	for q, want := range map[string]int{
-		"SELECT count(*) FROM files WHERE id = '" + fileID + "'": 1,
-		"SELECT count(*) FROM events WHERE id = 'upl-1'":         1,
-		"SELECT count(*) FROM deliveries":                        1,
-		"SELECT count(*) FROM delivery_attempts":                 1,
-	} {
-		if n := sys.Count(t, q); n != want {
-			t.Errorf("%s = %d, want %d", q, n, want)
-		}
+	check(t, sys, 3)
+
+	publish(t, nc, "events.upload.completed", "after-commit", ev)
+	check(t, sys, 4)
+
+	if err := sys.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
 	}
-	if n := rv.Count(); n != 1 {
-		t.Errorf("receiver got %d requests, want 1", n)
+	js, _ := nc.JetStream()
+	if err := js.DeleteConsumer("EVENTS", "processor"); err != nil {
+		t.Fatal(err)
+	}
+	again := servicetest.StartConfig(t, sys.Config, service.Tuning{})
+	check(t, again, 4)
+	info, err := js.ConsumerInfo("EVENTS", "processor")
+	if err != nil || info.Delivered.Stream != 4 {
+		t.Fatalf("re-created consumer delivered up to %v (err %v), want all 4 copies redelivered", info, err)
 	}
 }
 
