@@ -32,11 +32,6 @@ type Options struct {
 	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
 	// (0 = forever); PruneEvery is how often the processor deletes older ones (default 1h).
 	EventRetention, AttemptRetention, PruneEvery time.Duration
-	// RejectedRetention bounds how long rejected_events rows are kept (0 = forever) and
-	// RejectedPerUser how many of one user's are kept, the newest (0 = no cap); the same
-	// prune pass applies them.
-	RejectedRetention time.Duration
-	RejectedPerUser   int
 	// Reopen re-creates the EVENTS consumer if an operator deletes it (natsx.Reopener); nil:
 	// consuming stops for good until a restart.
 	Reopen natsx.Reopen
@@ -78,7 +73,7 @@ var deliveryNamespace = uuid.MustParse("5b0e3c1e-6a43-4f7b-9d0c-1f6f4c2d8a11")
 
 // DeliveryID is the id of the delivery of event eventID to webhook webhookID.
 func DeliveryID(eventID string, webhookID uuid.UUID) uuid.UUID {
-	return uuid.New() // BREAKCHECK
+	return uuid.NewSHA1(deliveryNamespace, []byte(eventID+"/"+webhookID.String()))
 }
 
 // Run consumes until ctx ends, then stops pulling, finishes the batch in hand and returns nil.
@@ -104,7 +99,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // prune applies the retention settings every PruneEvery, in chunks, until ctx ends.
 func (p *Processor) prune(ctx context.Context) {
-	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 && p.opts.RejectedRetention <= 0 && p.opts.RejectedPerUser <= 0 {
+	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
 		return
 	}
 	every := p.opts.PruneEvery
@@ -141,31 +136,6 @@ func (p *Processor) prune(ctx context.Context) {
 			if n < 5000 {
 				break
 			}
-		}
-		p.pruneRejected(ctx, now)
-	}
-}
-
-// pruneRejected applies RejectedRetention and RejectedPerUser to rejected_events, in chunks.
-func (p *Processor) pruneRejected(ctx context.Context, now time.Time) {
-	var before time.Time // zero: rows of any age are kept
-	if p.opts.RejectedRetention > 0 {
-		before = now.Add(-p.opts.RejectedRetention)
-	}
-	if before.IsZero() && p.opts.RejectedPerUser <= 0 {
-		return
-	}
-	for ctx.Err() == nil {
-		n, err := store.PruneRejected(ctx, p.db, before, p.opts.RejectedPerUser, 5000)
-		if err != nil {
-			p.log.Warn("prune rejected events", "err", err)
-			return
-		}
-		if n > 0 {
-			p.log.Info("pruned rejected events past retention or their user's cap", "rows", n)
-		}
-		if n < 5000 {
-			return
 		}
 	}
 }
