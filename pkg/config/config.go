@@ -50,6 +50,10 @@ type Config struct {
 
 	EventRetention   time.Duration // HOOKLINE_EVENT_RETENTION: events rows and the EVENTS stream
 	AttemptRetention time.Duration // HOOKLINE_ATTEMPT_RETENTION: delivery_attempts rows
+	// HOOKLINE_REJECTED_RETENTION: rejected_events rows; HOOKLINE_REJECTED_PER_USER: the most
+	// rejected_events rows kept per user (the newest; 0 = no cap)
+	RejectedRetention time.Duration
+	RejectedPerUser   int
 }
 
 // DefaultDatabaseURL is the local PostgreSQL of `make run`.
@@ -75,6 +79,8 @@ func Default(httpAddr string) Config {
 		BlobStore:           "nats",
 		EventRetention:      7 * 24 * time.Hour,
 		AttemptRetention:    30 * 24 * time.Hour,
+		RejectedRetention:   7 * 24 * time.Hour,
+		RejectedPerUser:     10_000,
 	}
 }
 
@@ -142,6 +148,8 @@ func Load(getenv func(string) string, httpAddr string) (Config, error) {
 	p.str("HOOKLINE_LOG_DIR", &c.LogDir, nil)
 	p.duration("HOOKLINE_EVENT_RETENTION", &c.EventRetention)
 	p.duration("HOOKLINE_ATTEMPT_RETENTION", &c.AttemptRetention)
+	p.duration("HOOKLINE_REJECTED_RETENTION", &c.RejectedRetention)
+	p.integer("HOOKLINE_REJECTED_PER_USER", &c.RejectedPerUser, 0, 100_000_000)
 	p.str("HOOKLINE_PUBLIC_URL", &c.PublicURL, func(v string) error {
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -61,6 +61,8 @@ type API struct {
 	keys  keyCache
 	// schemas: the event types' schemas, for POST /events
 	schemas typeSchemas
+	// types: the registered event types' names, for the published-events label
+	types knownTypes
 	// unavailableLogged: unix nanos of the last "PostgreSQL unavailable" warning
 	unavailableLogged atomic.Int64
 

@@ -105,7 +105,7 @@ func (a *API) publish(c *fiber.Ctx, e event.Event) error {
 	if _, err := a.js.Publish(c.UserContext(), event.Subject(e.Type), body, jetstream.WithMsgID(e.ID)); err != nil {
 		return fail(fiber.StatusServiceUnavailable, "event not accepted by JetStream, try again: "+err.Error())
 	}
-	a.m.EventsPublished.WithLabelValues(e.Type).Inc()
+	a.m.EventsPublished.WithLabelValues(a.typeLabel(c.UserContext(), e.Type)).Inc()
 	return nil
 }
 

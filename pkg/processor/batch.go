@@ -217,6 +217,12 @@ func (b *batch) reject(m jetstream.Msg, id, reason, detail string) row {
 		}
 	}
 	r := rejection(m, id, reason, detail)
+	for _, d := range b.decoded {
+		if d.msg == m {
+			r.rej.UserID = d.ev.UserID // its per-user cap in rejected_events
+			break
+		}
+	}
 	b.rejected = append(b.rejected, r)
 	return r
 }

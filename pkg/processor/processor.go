@@ -32,6 +32,11 @@ type Options struct {
 	// EventRetention and AttemptRetention bound how long events and attempt rows are kept
 	// (0 = forever); PruneEvery is how often the processor deletes older ones (default 1h).
 	EventRetention, AttemptRetention, PruneEvery time.Duration
+	// RejectedRetention bounds how long rejected_events rows are kept (0 = forever) and
+	// RejectedPerUser how many of one user's are kept, the newest (0 = no cap); the same
+	// prune pass applies them.
+	RejectedRetention time.Duration
+	RejectedPerUser   int
 	// Reopen re-creates the EVENTS consumer if an operator deletes it (natsx.Reopener); nil:
 	// consuming stops for good until a restart.
 	Reopen natsx.Reopen
@@ -99,7 +104,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // prune applies the retention settings every PruneEvery, in chunks, until ctx ends.
 func (p *Processor) prune(ctx context.Context) {
-	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
+	if p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 && p.opts.RejectedRetention <= 0 && p.opts.RejectedPerUser <= 0 {
 		return
 	}
 	every := p.opts.PruneEvery
@@ -136,6 +141,31 @@ func (p *Processor) prune(ctx context.Context) {
 			if n < 5000 {
 				break
 			}
+		}
+		p.pruneRejected(ctx, now)
+	}
+}
+
+// pruneRejected applies RejectedRetention and RejectedPerUser to rejected_events, in chunks.
+func (p *Processor) pruneRejected(ctx context.Context, now time.Time) {
+	var before time.Time // zero: rows of any age are kept
+	if p.opts.RejectedRetention > 0 {
+		before = now.Add(-p.opts.RejectedRetention)
+	}
+	if before.IsZero() && p.opts.RejectedPerUser <= 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		n, err := store.PruneRejected(ctx, p.db, before, p.opts.RejectedPerUser, 5000)
+		if err != nil {
+			p.log.Warn("prune rejected events", "err", err)
+			return
+		}
+		if n > 0 {
+			p.log.Info("pruned rejected events past retention or their user's cap", "rows", n)
+		}
+		if n < 5000 {
+			return
 		}
 	}
 }

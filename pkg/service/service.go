@@ -237,6 +237,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	if role&Processor != 0 {
 		p := processor.New(db, js, m, log, processor.Options{FirstWait: cfg.RetrySchedule[0],
 			EventRetention: cfg.EventRetention, AttemptRetention: cfg.AttemptRetention, PruneEvery: tune.PruneEvery,
+			RejectedRetention: cfg.RejectedRetention, RejectedPerUser: cfg.RejectedPerUser,
 			Reopen: natsx.Reopener(js, topo, natsx.EventsStream, natsx.ProcessorConsumer), Lease: pruneLease})
 		g.Go(func() error { return p.Run(gctx) })
 	}

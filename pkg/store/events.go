@@ -142,6 +142,7 @@ type Rejection struct {
 	Reason    string
 	Payload   []byte
 	StreamSeq uint64
+	UserID    int64 // the event's user_id; 0 when the event did not decode
 }
 
 // ErrStaleSubscriptions reports that SaveEvents wrote nothing because the subscriptions
@@ -200,7 +201,9 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 				OccurredAt: e.OccurredAt, Seq: int64(d.Seq)}
 		}
 	}
+	var rUsers []int64
 	for _, r := range rejected {
+		rUsers = append(rUsers, r.UserID)
 		rIDs, rSubjects, rReasons = append(rIDs, r.EventID), append(rSubjects, CleanText(r.Subject)), append(rReasons, CleanText(r.Reason))
 		rPayloads, rSeqs = append(rPayloads, r.Payload), append(rSeqs, int64(r.StreamSeq))
 	}
@@ -213,7 +216,7 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 		evIDs, evTypes, evUsers, evHooks, evAt, evData,
 		fIDs, fHooks, fEvents, fNames, fCTypes, fSums, fUsers, fSizes, fAt,
 		dIDs, dEvents, dHooks, dTypes, dUsers, dPayloads, dAt, status, next,
-		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version, dSeqs)
+		rIDs, rSubjects, rReasons, rPayloads, rSeqs, version, dSeqs, rUsers)
 	if err != nil {
 		return nil, fmt.Errorf("save events: %w", err)
 	}
@@ -254,8 +257,9 @@ WITH ok AS (
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), rj AS (
-	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq)
-	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0) FROM unnest($25::text[], $26::text[], $27::text[], $28::bytea[], $29::bigint[]) AS x(i, s, r, p, q)
+	INSERT INTO rejected_events (event_id, subject, reason, payload, stream_seq, user_id)
+	SELECT NULLIF(i, ''), s, r, p, NULLIF(q, 0), u
+	FROM unnest($25::text[], $26::text[], $27::text[], $28::bytea[], $29::bigint[], $32::bigint[]) AS x(i, s, r, p, q, u)
 	WHERE (SELECT ok FROM ok)
 	ON CONFLICT DO NOTHING
 ), de AS (

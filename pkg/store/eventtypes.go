@@ -51,6 +51,24 @@ func ListEventTypes(ctx context.Context, db Querier) ([]webhook.EventType, error
 	return out, rows.Err()
 }
 
+// EventTypeNames returns the names of every event type.
+func EventTypeNames(ctx context.Context, db Querier) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT name FROM event_types")
+	if err != nil {
+		return nil, fmt.Errorf("list event type names: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list event type names: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
 // GetEventType loads one event type; ErrNoEventType when the id is unknown.
 func GetEventType(ctx context.Context, db Querier, id uuid.UUID) (webhook.EventType, error) {
 	t, err := scanEventType(db.QueryRowContext(ctx, "SELECT "+eventTypeColumns+" FROM event_types WHERE id = $1", id))
