@@ -37,10 +37,11 @@ clean:
 	rm -rf bin
 
 # Fault-injection suite (pkg/chaostest): services as processes, a nats-server process and a
-# private PostgreSQL cluster; every scenario's figures are appended
-# to CHAOS_REPORT (JSON lines, gitignored under bin/).
+# private PostgreSQL cluster (needs PostgreSQL 15's initdb and pg_ctl); every scenario's
+# figures are appended to CHAOS_REPORT (JSON lines, gitignored under bin/). `make test` runs
+# its quick part (TestChaosQuick).
 CHAOS_REPORT ?= $(CURDIR)/bin/chaos-report.jsonl
 .PHONY: chaos
 chaos:
 	@mkdir -p bin
-	cd pkg && HOOKLINE_CHAOS=1 HOOKLINE_CHAOS_REPORT=$(CHAOS_REPORT) go test -count=1 -timeout 30m -v -run '^TestChaos$$' ./chaostest/
+	cd pkg && HOOKLINE_CHAOS=1 HOOKLINE_CHAOS_REPORT=$(CHAOS_REPORT) go test -count=1 -timeout 60m -v -run '^TestChaos$$' ./chaostest/

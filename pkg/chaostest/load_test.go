@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,8 +40,10 @@ func waitTCP(t *testing.T, addr string, timeout time.Duration) {
 }
 
 // receiver is every webhook's endpoint (/w/<index>): it verifies each request's signature with
-// its webhook's secret, answers 200 after delay (or 500 while failing), and counts the
-// requests it answered 200 per webhook-id.
+// its webhook's secret, answers 200 after delay, and counts the requests it answered 200 per
+// webhook-id. It can be told to fail: every request with 500 (fail), or flap (every other
+// request 500, the others held until the dispatcher gives up), and to drip its answer to some
+// webhooks (headers at once, then the body a byte per second).
 type receiver struct {
 	*httptest.Server
 	delay time.Duration
@@ -51,16 +54,22 @@ type receiver struct {
 	requests int
 	badSig   int
 	failing  bool // answer 500 (and count the request only in failed)
-	failed   int
+	flapping bool // every other request 500, the others hang until the client gives up
+	flaps    int
+	failed   int // requests answered 500 or left hanging on purpose
+	timedOut int // requests the client gave up on while the receiver held them
+	dripping map[int]bool
+	dripped  int
+	dripMax  time.Duration // the longest a drip went on before the client hung up
 }
 
 type receipt struct {
-	count int
-	first time.Time
+	count       int
+	first, last time.Time
 }
 
 func newReceiver(t *testing.T, delay time.Duration) *receiver {
-	rv := &receiver{delay: delay, seen: map[string]*receipt{}}
+	rv := &receiver{delay: delay, seen: map[string]*receipt{}, dripping: map[int]bool{}}
 	rv.Server = httptest.NewServer(http.HandlerFunc(rv.serve))
 	t.Cleanup(rv.Close)
 	return rv
@@ -73,6 +82,9 @@ func (rv *receiver) setWebhooks(hooks []hook) {
 		rv.secrets = append(rv.secrets, webhook.Secret(h.secret))
 	}
 }
+
+// hangFor is the longest the receiver holds a request it means to time out.
+const hangFor = 30 * time.Second
 
 func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
@@ -89,19 +101,38 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		rv.badSig++
 	}
-	if rv.failing && ok {
+	if ok && (rv.failing || rv.flapping) {
 		rv.failed++
+		rv.flaps++
+		hang := rv.flapping && rv.flaps%2 == 0
 		rv.mu.Unlock()
-		w.WriteHeader(http.StatusInternalServerError)
+		if !hang {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			rv.mu.Lock()
+			rv.timedOut++
+			rv.mu.Unlock()
+		case <-time.After(hangFor):
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
+	drip := ok && rv.dripping[i]
 	rc := rv.seen[id]
 	if rc == nil {
 		rc = &receipt{first: now}
 		rv.seen[id] = rc
 	}
 	rc.count++
+	rc.last = now
 	rv.mu.Unlock()
+	if drip {
+		rv.drip(w, r, now)
+		return
+	}
 	if rv.delay > 0 {
 		time.Sleep(rv.delay)
 	}
@@ -110,11 +141,51 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// drip answers 200 with its headers at once, then one byte a second, up to a minute, until
+// the client hangs up; it records how long that took.
+func (rv *receiver) drip(w http.ResponseWriter, r *http.Request, start time.Time) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	for range 60 {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Second):
+			if _, err := w.Write([]byte(".")); err == nil && rc.Flush() == nil {
+				continue
+			}
+		}
+		break
+	}
+	took := time.Since(start)
+	rv.mu.Lock()
+	rv.dripped++
+	rv.dripMax = max(rv.dripMax, took)
+	rv.mu.Unlock()
+}
+
 // fail makes every request fail with 500 (true) or succeed again (false).
 func (rv *receiver) fail(on bool) {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	rv.failing = on
+}
+
+// flap makes every other request fail with 500 and the others hang (true), or stops it.
+func (rv *receiver) flap(on bool) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	rv.flapping = on
+}
+
+// dripTo makes the webhooks of these indexes get their answers dripped (true), or not.
+func (rv *receiver) dripTo(on bool, webhooks ...int) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	for _, i := range webhooks {
+		rv.dripping[i] = on
+	}
 }
 
 func (rv *receiver) distinct() int {
@@ -143,7 +214,11 @@ type loader struct {
 	apiStatus map[string]int // answers other than 200, by status (or "error")
 	natsErrs  int
 	accepted  atomic.Int64
+	fanout    int // deliveries each event is owed (the same for every user and type)
 }
+
+// owed is how many deliveries the events acknowledged so far are owed.
+func (ld *loader) owed() int { return int(ld.accepted.Load()) * ld.fanout }
 
 func startLoad(t *testing.T, s *stack, n, rate int, giveUp time.Duration) *loader {
 	t.Helper()
@@ -158,6 +233,11 @@ func startLoad(t *testing.T, s *stack, n, rate int, giveUp time.Duration) *loade
 		t.Fatal(err)
 	}
 	ld := &loader{events: make([]event, n), apiStatus: map[string]int{}}
+	for _, h := range s.webhooks {
+		if h.user == 1 && slices.Contains(h.types, eventTypes[0]) {
+			ld.fanout++
+		}
+	}
 	prefix := fmt.Sprintf("chaos-%d-", time.Now().UnixNano())
 	for i := range ld.events {
 		ld.events[i] = event{id: prefix + strconv.Itoa(i), user: i%3 + 1, typ: eventTypes[(i/3)%2], viaAPI: i%2 == 0}
@@ -189,7 +269,8 @@ func (ld *loader) send(s *stack, client *http.Client, js jetstream.JetStream, e 
 	for time.Now().Before(stop) {
 		if e.viaAPI {
 			req, _ := http.NewRequest(http.MethodPost, "http://"+s.ingress.addr+"/events", bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+adminKey)
+			// The user's own key, so PostgreSQL away tests the ingress's cached key.
+			req.Header.Set("Authorization", "Bearer "+s.userKeys[e.user])
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := client.Do(req)
 			if err == nil {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,13 +23,20 @@ import (
 type stack struct {
 	t          *testing.T
 	pg         *pgCluster
-	dbURL      string
+	dbURL      string    // straight to the cluster (the suite's checks)
+	pgProxy    *tcpProxy // between the services and the cluster
+	userKeys   map[int]string
 	nats       *proc
 	natsURL    string
 	ingress    *service
 	processor  *service
 	dispatcher *service
 	webhooks   []hook
+	notes      map[string]any // what a scenario measured besides the checks, for its result
+	// recorded holds the deliveries with a success row when the dispatcher crashed (at
+	// crashed): none of them may be POSTed again after that.
+	recorded map[string]bool
+	crashed  time.Time
 }
 
 // hook is a registered webhook: its user, the types it is subscribed to, and its secret.
@@ -38,8 +47,8 @@ type hook struct {
 	secret string
 }
 
-// Event types and subscriptions of the load: 3 users, 7 webhooks, 2 types; an event of user u
-// and type ty goes to every one of u's webhooks subscribed to ty (1 to 3 of them).
+// Event types and subscriptions of the load: 3 users, 10 webhooks, 2 types; an event of user u
+// and type ty goes to every one of u's webhooks subscribed to ty (2 of them, whatever u and ty).
 var (
 	eventTypes    = []string{"chaos.created", "chaos.updated"}
 	subscriptions = []struct {
@@ -47,24 +56,37 @@ var (
 		types []string
 	}{
 		{1, []string{"chaos.created"}},
+		{1, []string{"chaos.updated"}},
 		{1, []string{"chaos.created", "chaos.updated"}},
-		{2, []string{"chaos.created", "chaos.updated"}},
+		{2, []string{"chaos.created"}},
+		{2, []string{"chaos.updated"}},
+		{2, []string{"chaos.created"}},
 		{2, []string{"chaos.updated"}},
 		{3, []string{"chaos.created"}},
-		{3, []string{"chaos.created", "chaos.updated"}},
 		{3, []string{"chaos.updated"}},
+		{3, []string{"chaos.created", "chaos.updated"}},
 	}
 )
 
 type stackOptions struct {
-	receiverDelay time.Duration // how long the receiver holds each request
+	dispatcherEnv map[string]string // added to the dispatcher's environment (its first start)
 }
 
 func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
 	t.Helper()
+	return newStackWith(t, pg, name, rv, stackOptions{})
+}
+
+func newStackWith(t *testing.T, pg *pgCluster, name string, rv *receiver, o stackOptions) *stack {
+	t.Helper()
 	b := buildBinaries(t)
-	s := &stack{t: t, pg: pg}
+	s := &stack{t: t, pg: pg, userKeys: map[int]string{}, notes: map[string]any{}}
 	s.dbURL = pg.createDB(name, b["hookline"])
+	s.pgProxy = newProxy(t, fmt.Sprintf("127.0.0.1:%d", pg.port))
+	viaProxy := strings.Replace(s.dbURL, fmt.Sprintf(":%d/", pg.port), fmt.Sprintf(":%d/", s.pgProxy.port()), 1)
+	for _, u := range []int{1, 2, 3} {
+		s.userKeys[u] = createUserKey(t, b["hookline"], s.dbURL, u)
+	}
 
 	natsPort := freePort(t)
 	s.natsURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
@@ -75,14 +97,17 @@ func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", natsPort), 30*time.Second)
 
 	env := map[string]string{
-		"DATABASE_URL":                   s.dbURL,
+		"DATABASE_URL":                   viaProxy,
 		"NATS_URL":                       s.natsURL,
 		"HOOKLINE_ADMIN_API_KEY":         adminKey,
 		"HOOKLINE_ENCRYPTION_KEY":        encryptionKey,
 		"HOOKLINE_ALLOW_PRIVATE_TARGETS": "true",
 		// Fast retries, so a failed attempt is not what the recovery time measures.
 		"HOOKLINE_RETRY_SCHEDULE": "0s,1s,2s,5s,10s,20s,30s,60s",
-		"PATH":                    os.Getenv("PATH"),
+		// A receiver that hangs or drips holds a slot this long per attempt.
+		"HOOKLINE_RECEIVER_TIMEOUT": "5s",
+		"HOOKLINE_RATE_LIMIT":       "0",
+		"PATH":                      os.Getenv("PATH"),
 	}
 	if v := os.Getenv("HOOKLINE_CHAOS_RECONCILE_AFTER"); v != "" {
 		env["HOOKLINE_RECONCILE_AFTER"] = v // e.g. to see the reconciler repair a loss
@@ -92,6 +117,11 @@ func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
 			"HOOKLINE_DATA_DIR": t.TempDir()}
 		for k, v := range env {
 			e[k] = v
+		}
+		if name == "dispatcher" {
+			for k, v := range o.dispatcherEnv {
+				e[k] = v
+			}
 		}
 		sv := &service{proc: newProc(t, name, b[name], e), addr: e["HOOKLINE_HTTP_ADDR"]}
 		sv.start()
@@ -126,6 +156,24 @@ func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
 }
 
 func (s *stack) services() []*service { return []*service{s.ingress, s.processor, s.dispatcher} }
+
+// createUserKey makes an API key of user with the all-in-one's `apikey create`.
+func createUserKey(t *testing.T, hookline, dbURL string, user int) string {
+	t.Helper()
+	cmd := exec.Command(hookline, "apikey", "create", "--user", strconv.Itoa(user), "--name", "chaos")
+	cmd.Env = []string{"DATABASE_URL=" + dbURL, "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, ok := strings.CutPrefix(line, "key\t"); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	t.Fatalf("apikey create printed no key:\n%s", out)
+	return ""
+}
 
 // restartNATS kills nats-server with sig, waits gap and starts it on the same port and store.
 func (s *stack) restartNATS(sig syscall.Signal, gap time.Duration) {

@@ -1,6 +1,7 @@
 package chaostest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,7 +64,9 @@ func TestMain(m *testing.M) {
 }
 
 // buildBinaries builds the three services, the all-in-one (for `migrate up`) and nats-server
-// (the version pkg/go.mod requires, from the module cache) into one temp directory.
+// (the version pkg/go.mod requires, from the module cache) into one temp directory. The
+// dispatcher is built with `-tags chaos` (its crash points, pkg/dispatcher/fault_chaos.go);
+// "dispatcher-production" is the same without the tag, to check it has none.
 func buildBinaries(t *testing.T) map[string]string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -77,9 +81,14 @@ func buildBinaries(t *testing.T) map[string]string {
 		}
 		binDir = dir
 		bins = map[string]string{}
-		for _, s := range []string{"ingress", "processor", "dispatcher", "hookline"} {
+		for _, s := range []string{"ingress", "processor", "dispatcher", "dispatcher-production", "hookline"} {
 			bins[s] = filepath.Join(dir, s)
-			cmd := exec.Command("go", "build", "-o", bins[s], "./services/"+s)
+			args := []string{"build", "-o", bins[s]}
+			if s == "dispatcher" {
+				args = append(args, "-tags", "chaos")
+			}
+			s, _, _ = strings.Cut(s, "-")
+			cmd := exec.Command("go", append(args, "./services/"+s)...)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build services/%s: %v\n%s", s, err, out)
@@ -156,8 +165,11 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.mu.Lock()
+	env := slices.Clone(p.env)
+	p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = p.dir, p.env, f, f
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = p.dir, env, f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		p.t.Fatalf("start %s: %v", p.name, err)
@@ -237,6 +249,35 @@ func (s *service) ready(timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// setEnv sets (or, with value "", removes) a variable of the process's next start.
+func (p *proc) setEnv(name, value string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.env = slices.DeleteFunc(p.env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+	if value != "" {
+		p.env = append(p.env, name+"="+value)
+	}
+}
+
+// exited waits until the process has exited by itself, at most timeout.
+func (p *proc) exited(timeout time.Duration) bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// logLines counts the lines of the process's log (all its runs).
+func (p *proc) logLines() int {
+	b, _ := os.ReadFile(p.log)
+	return bytes.Count(b, []byte("\n"))
 }
 
 // restart kills the service with sig, waits gap, starts it again and waits until it is ready.
