@@ -178,7 +178,7 @@ type rotatedJSON struct {
 	PreviousSecretExpiresAt apiTime   `json:"previous_secret_expires_at"`
 }
 
-// idJSON answers a deletion, a queued retry and an accepted event.
+// idJSON answers a deletion and a queued retry (an accepted event: acceptedEventJSON).
 type idJSON struct {
 	ID string `json:"id"`
 }
