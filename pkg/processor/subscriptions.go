@@ -13,11 +13,14 @@ import (
 // subscriptions caches who receives an event, per (user, type, webhook_id), at one
 // subscription version. A batch whose every event is cached costs no resolve round trip; the
 // save statement checks the version (store.SaveEvents), so a stale answer is never written.
-// The cache is dropped whole when the version moves, after maxAge, or past maxEntries.
+// The cache is dropped whole when the version moves, after maxAge (also when nothing is
+// resolved any more: the next lookup drops it), or past maxEntries keys or maxTargets targets
+// (one user with many webhooks makes few keys but long target lists).
 type subscriptions struct {
 	mu      sync.Mutex
 	version int64
 	m       map[subKey]store.Resolution
+	targets int // targets held in m, all keys together
 	since   time.Time
 }
 
@@ -30,6 +33,7 @@ type subKey struct {
 const (
 	subsMaxAge     = time.Minute
 	subsMaxEntries = 100_000
+	subsMaxTargets = 1_000_000
 )
 
 func newSubscriptions() *subscriptions { return &subscriptions{m: map[subKey]store.Resolution{}} }
@@ -57,21 +61,33 @@ func (s *subscriptions) resolve(ctx context.Context, db store.Querier, refs []st
 	if err != nil {
 		return nil, 0, err
 	}
+	s.store(refs, res, version, time.Now())
+	return res, version, nil
+}
+
+// store caches res (the answers to refs at version), first dropping the cache when it is of
+// another version, too old or too big.
+func (s *subscriptions) store(refs []store.EventRef, res []store.Resolution, version int64, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if version != s.version || len(s.m) > subsMaxEntries || time.Since(s.since) > subsMaxAge {
-		s.m, s.version, s.since = map[subKey]store.Resolution{}, version, time.Now()
+	if version != s.version || len(s.m) > subsMaxEntries || s.targets > subsMaxTargets || now.Sub(s.since) > subsMaxAge {
+		s.m, s.version, s.since, s.targets = map[subKey]store.Resolution{}, version, now, 0
 	}
 	for i, r := range refs {
-		s.m[keyOf(r)] = res[i]
+		k := keyOf(r)
+		s.targets += len(res[i].Targets) - len(s.m[k].Targets)
+		s.m[k] = res[i]
 	}
-	return res, version, nil
 }
 
 func (s *subscriptions) cached(refs []store.EventRef) ([]store.Resolution, int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.version == 0 || time.Since(s.since) > subsMaxAge {
+	if s.version == 0 {
+		return nil, 0, false
+	}
+	if time.Since(s.since) > subsMaxAge {
+		s.m, s.version, s.targets = map[subKey]store.Resolution{}, 0, 0 // too old: not kept for nothing
 		return nil, 0, false
 	}
 	res := make([]store.Resolution, len(refs))
@@ -89,5 +105,5 @@ func (s *subscriptions) cached(refs []store.EventRef) ([]store.Resolution, int64
 func (s *subscriptions) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m, s.version = map[subKey]store.Resolution{}, 0
+	s.m, s.version, s.targets = map[subKey]store.Resolution{}, 0, 0
 }
