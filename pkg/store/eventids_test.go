@@ -157,3 +157,35 @@ func TestPerUserEventIDsMigrationDown(t *testing.T) {
 		t.Fatalf("user 2 sends shared-2 again after up: %v", err)
 	}
 }
+
+// Events of one batch share received_at, and two users may share an id: paging one event at a
+// time through the cursor (encoded and parsed, as clients send it) still lists each once.
+func TestListEventsPagesThroughSharedIDs(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.New(t)
+	users := []int64{1, 2, 3}
+	hooks := []uuid.UUID{userWebhook(t, db, 1), userWebhook(t, db, 2), userWebhook(t, db, 3)}
+	if _, err := store.SaveEvents(ctx, db, sharedIDEvents("shared-3", users, hooks), nil, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]int{}
+	var after store.Cursor
+	for range 10 {
+		page, err := store.ListEvents(ctx, db, store.EventFilter{}, 1, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Items {
+			seen[e.UserID]++
+		}
+		if page.Next == nil {
+			break
+		}
+		if after, err = store.ParseCursor(page.Next.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 3 || seen[1] != 1 || seen[2] != 1 || seen[3] != 1 {
+		t.Fatalf("pages listed users %v, want each of 1, 2, 3 once", seen)
+	}
+}

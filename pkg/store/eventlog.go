@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -100,16 +102,24 @@ type EventFilter struct {
 	Since, Until time.Time
 }
 
-// ListEvents lists stored events newest first (by received_at, then id), without their
-// deliveries.
+// ListEvents lists stored events newest first (by received_at, then id, then user_id),
+// without their deliveries. Every event of one batch has the same received_at and event ids
+// are per user, so the cursor carries the user too (its ID is "<id>,<user_id>"; a cursor
+// without the user resumes after every user's event with that id, as before).
 func ListEvents(ctx context.Context, db Querier, f EventFilter, limit int, after Cursor) (Page[StoredEvent], error) {
 	var page Page[StoredEvent]
+	afterID, afterUser := after.ID, int64(0)
+	if i := strings.LastIndexByte(after.ID, ','); i >= 0 {
+		if u, err := strconv.ParseInt(after.ID[i+1:], 10, 64); err == nil && u > 0 {
+			afterID, afterUser = after.ID[:i], u
+		}
+	}
 	rows, err := db.QueryContext(ctx, `SELECT `+storedEventColumns+` FROM events
 		WHERE ($1 = 0 OR user_id = $1) AND ($2 = '' OR type = $2)
 		  AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4)
-		  AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6))
-		ORDER BY received_at DESC, id DESC LIMIT $7`,
-		f.UserID, f.Type, nullTime(f.Since), nullTime(f.Until), nullTime(after.At), after.ID, limit+1)
+		  AND ($5::timestamptz IS NULL OR (received_at, id, user_id) < ($5, $6, $8))
+		ORDER BY received_at DESC, id DESC, user_id DESC LIMIT $7`,
+		f.UserID, f.Type, nullTime(f.Since), nullTime(f.Until), nullTime(after.At), afterID, limit+1, afterUser)
 	if err != nil {
 		return page, fmt.Errorf("list events: %w", err)
 	}
@@ -124,7 +134,7 @@ func ListEvents(ctx context.Context, db Querier, f EventFilter, limit int, after
 	if len(page.Items) > limit {
 		page.Items = page.Items[:limit]
 		last := page.Items[limit-1]
-		page.Next = &Cursor{At: last.ReceivedAt, ID: last.ID}
+		page.Next = &Cursor{At: last.ReceivedAt, ID: last.ID + "," + strconv.FormatInt(last.UserID, 10)}
 	}
 	return page, rows.Err()
 }
