@@ -72,7 +72,7 @@ func TestJobsRunOnOneReplica(t *testing.T) {
 			}
 		}
 	})
-	passes := func(r *replica) float64 { return testutil.ToFloat64(r.m.JobRuns.WithLabelValues("schedule")) }
+	passes := func(r *replica) float64 { return testutil.ToFloat64(r.m.TaskRuns.WithLabelValues("schedule")) }
 
 	// waitPasses waits until the live replicas have made n scheduler passes between them, and
 	// returns which of them made any.
@@ -104,7 +104,7 @@ func TestJobsRunOnOneReplica(t *testing.T) {
 	leader := rs[ran[0]]
 	reconciles := 0.0
 	for _, r := range rs {
-		if n := testutil.ToFloat64(r.m.JobRuns.WithLabelValues("reconcile")); n > 0 {
+		if n := testutil.ToFloat64(r.m.TaskRuns.WithLabelValues("reconcile")); n > 0 {
 			reconciles++
 		}
 	}

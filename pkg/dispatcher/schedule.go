@@ -32,7 +32,7 @@ func (d *Dispatcher) jobs(ctx context.Context) {
 func (d *Dispatcher) schedule(ctx context.Context) {
 	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, d.opts.ScanInterval, func() {
-		d.m.JobRuns.WithLabelValues("schedule").Inc()
+		d.m.TaskRuns.WithLabelValues("schedule").Inc()
 		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
 		defer cancel()
 		for {
@@ -60,7 +60,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 	period := min(max(d.opts.ReconcileAfter/4, 100*time.Millisecond), time.Minute)
 	var away natsx.Backoff // a failing tick is logged at most once per 10 s
 	every(ctx, period, func() {
-		d.m.JobRuns.WithLabelValues("reconcile").Inc()
+		d.m.TaskRuns.WithLabelValues("reconcile").Inc()
 		tctx, cancel := context.WithTimeout(ctx, tickTimeout)
 		defer cancel()
 		for range 100 { // catch up in steps of one period, within reason per tick

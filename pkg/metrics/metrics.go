@@ -35,7 +35,7 @@ type Set struct {
 	EndpointsDisabled *prometheus.CounterVec // reason
 	AcksFailed        *prometheus.CounterVec // consumer: acks of recorded work that could not be sent
 	LeaseHeld         *prometheus.GaugeVec   // lease: 1 on the replica that runs its jobs
-	JobRuns           *prometheus.CounterVec // job: passes of scheduler, reconciler, prune
+	TaskRuns          *prometheus.CounterVec // task: passes of scheduler, reconciler, prune
 }
 
 // latencyBuckets start at 0.5 ms and double up to about 16 s.
@@ -75,9 +75,9 @@ func New() *Set {
 		Help: "Acks of recorded work that could not be sent (the message is redelivered and found recorded), by consumer."}, []string{"consumer"})
 	s.LeaseHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookline_lease_held",
 		Help: "1 while this replica holds the lease and runs its jobs (one replica per lease), by lease."}, []string{"lease"})
-	s.JobRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_job_runs_total",
-		Help: "Passes of the background jobs on this replica (each pass queries PostgreSQL), by job: schedule, reconcile, prune."}, []string{"job"})
-	for _, c := range []prometheus.Collector{s.LeaseHeld, s.JobRuns, s.AcksFailed, s.HTTPRequests, s.HTTPDuration, s.EventsPublished, s.EventsProcessed,
+	s.TaskRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookline_background_runs_total",
+		Help: "Passes of the background jobs on this replica (each pass queries PostgreSQL), by task: schedule, reconcile, prune (a label named job would clash with the scrape job)."}, []string{"task"})
+	for _, c := range []prometheus.Collector{s.LeaseHeld, s.TaskRuns, s.AcksFailed, s.HTTPRequests, s.HTTPDuration, s.EventsPublished, s.EventsProcessed,
 		s.EventsRejected, s.EventsFiltered, s.Deliveries, s.AttemptDuration, s.EndToEnd, s.RetriesScheduled, s.Waiting, s.EndpointsDisabled} {
 		f(c)
 	}

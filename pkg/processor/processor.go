@@ -120,7 +120,7 @@ func (p *Processor) prune(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		p.m.JobRuns.WithLabelValues("prune").Inc()
+		p.m.TaskRuns.WithLabelValues("prune").Inc()
 		now := time.Now()
 		events, attempts := forever, forever
 		if p.opts.EventRetention > 0 {
