@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,8 +20,23 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// pgBin is where Debian's PostgreSQL 15 server binaries live.
-const pgBin = "/usr/lib/postgresql/15/bin"
+// pgBin is where the PostgreSQL server binaries (initdb, pg_ctl) live: HOOKLINE_CHAOS_PG_BIN,
+// else Debian's /usr/lib/postgresql/<newest version>/bin.
+var pgBin = func() string {
+	if dir := os.Getenv("HOOKLINE_CHAOS_PG_BIN"); dir != "" {
+		return dir
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+		return va - vb
+	})
+	if len(dirs) == 0 {
+		return "/usr/lib/postgresql/15/bin"
+	}
+	return dirs[len(dirs)-1]
+}()
 
 // Keys the services are started with (test values, never used elsewhere).
 const (
@@ -307,7 +323,7 @@ func asPostgres(name string, args ...string) *exec.Cmd {
 func newPGCluster(t *testing.T) *pgCluster {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(pgBin, "initdb")); err != nil {
-		t.Skipf("no PostgreSQL 15 server binaries in %s", pgBin)
+		t.Skipf("no PostgreSQL server binaries (initdb) in %s: set HOOKLINE_CHAOS_PG_BIN", pgBin)
 	}
 	// Not t.TempDir: its parents are root's, mode 0700, which the postgres user cannot enter.
 	dir, err := os.MkdirTemp("", "hookline-chaos-pg-")

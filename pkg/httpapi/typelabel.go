@@ -36,7 +36,11 @@ func (a *API) typeLabel(ctx context.Context, name string) string {
 	}
 	k.mu.Unlock()
 	if stale {
-		names, err := store.EventTypeNames(ctx, a.db)
+		// Bounded: a label is not worth holding up the request (PostgreSQL away without an
+		// error would hold it for the whole request deadline).
+		lctx, cancel := context.WithTimeout(ctx, staleLookup)
+		names, err := store.EventTypeNames(lctx, a.db)
+		cancel()
 		k.mu.Lock()
 		k.loading = false
 		if err == nil { // PostgreSQL away: keep the set, retry after the TTL
