@@ -12,7 +12,8 @@ import (
 )
 
 // The processor's prune pass keeps at most HOOKLINE_REJECTED_PER_USER rejected events per user:
-// five rejections of user 1 end as its newest two rows.
+// five rejections of user 1 end as two rows. (Which two is store.PruneRejected's test: the
+// processor's batches may commit these five in any order.)
 func TestRejectedEventsCappedPerUser(t *testing.T) {
 	cfg := servicetest.NewConfig(t, func(c *config.Config) { c.RejectedPerUser = 2 })
 	sys := servicetest.StartConfig(t, cfg, service.Tuning{PruneEvery: 50 * time.Millisecond})
@@ -30,7 +31,4 @@ func TestRejectedEventsCappedPerUser(t *testing.T) {
 	servicetest.Eventually(t, 20*time.Second, "user 1's rejected events capped at its newest 2", func() bool {
 		return sys.Count(t, "SELECT count(*) FROM rejected_events WHERE user_id = 1") == 2
 	})
-	if n := sys.Count(t, "SELECT count(*) FROM rejected_events WHERE user_id = 1 AND event_id IN ('rej-3', 'rej-4')"); n != 2 {
-		t.Errorf("kept %d of the newest two rejections (rej-3, rej-4), want 2", n)
-	}
 }
