@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Prometheus deployment files with promtool (the Debian 12 package, promtool 2.42):
 #   promtool check config  deployments/prometheus/prometheus.yml  (also checks rule_files exist)
+#   promtool check config  deployments/prometheus/prometheus-cluster.yml (docker-compose.cluster.yaml)
 #   promtool check rules   deployments/prometheus/rules.yml
 #   promtool test rules    deployments/prometheus/rules_test.yml
 # Installs promtool through apt when it is missing, without leaving a Prometheus daemon running.
@@ -51,6 +52,7 @@ command -v promtool >/dev/null || install_promtool
 promtool --version 2>&1 | head -n 1
 
 promtool check config deployments/prometheus/prometheus.yml
+promtool check config deployments/prometheus/prometheus-cluster.yml
 promtool check rules deployments/prometheus/rules.yml
 promtool test rules deployments/prometheus/rules_test.yml
 echo "promtool: all checks passed"

@@ -129,9 +129,15 @@ func loadCompose(t testing.TB, vars map[string]string) composeFile {
 // value (not the comments); it returns the variable names referenced.
 func interpolateCompose(t testing.TB, vars map[string]string) (*yaml.Node, []string, error) {
 	t.Helper()
+	return interpolateFile(t, "docker-compose.yaml", vars)
+}
+
+// interpolateFile is interpolateCompose for the compose file rel.
+func interpolateFile(t testing.TB, rel string, vars map[string]string) (*yaml.Node, []string, error) {
+	t.Helper()
 	var doc yaml.Node
-	if err := yaml.Unmarshal(read(t, "docker-compose.yaml"), &doc); err != nil {
-		t.Fatalf("docker-compose.yaml: %v", err)
+	if err := yaml.Unmarshal(read(t, rel), &doc); err != nil {
+		t.Fatalf("%s: %v", rel, err)
 	}
 	var refs []string
 	var errs []error

@@ -32,6 +32,8 @@ func knownSeries(t *testing.T) map[string]series {
 		touch(t, v.MetricVec)
 	}
 	touch(t, m.HTTPDuration.MetricVec)
+	touch(t, m.LeaseHeld.MetricVec)
+	touch(t, m.TaskRuns.MetricVec)
 	stats := func(context.Context) (uint64, uint64, error) { return 0, 0, nil }
 	m.WatchConsumer("processor", stats)
 	m.WatchConsumer("dispatcher", stats)
