@@ -42,6 +42,7 @@ type bench struct {
 	httpConcurrency  int
 	window           int64
 	out, repo, tmp   string
+	name             string // report files' base name; "" = the date
 	cpuprofile       string
 	profileScenario  string
 	profiled         bool
@@ -69,7 +70,7 @@ func main() {
 	flag.DurationVar(&b.duration, "duration", 20*time.Second, "length of each run")
 	flag.DurationVar(&b.warmup, "warmup", 0, "start of each run left out of the figures (0 = min(5s, duration/5))")
 	flag.IntVar(&b.runs, "runs", 3, "runs of each scenario variant")
-	flag.StringVar(&scenarios, "scenarios", "floor,nats,nats-sync,http,upload,latency,latency-http,hol,ratelimit,drain,crash", "scenarios to run")
+	flag.StringVar(&scenarios, "scenarios", "floor,nats,nats-sync,http,upload,latency,latency-http,hol,ratelimit,drain,crash,cluster", "scenarios to run")
 	flag.StringVar(&rates, "rates", "1000,5000,10000", "fixed rates (events/s) of the latency scenario (NATS publish)")
 	flag.StringVar(&httpRates, "http-rates", "1000,5000", "fixed rates (events/s) of the latency-http scenario (POST /events)")
 	flag.StringVar(&floorRates, "floor-rates", "1000,5000", "fixed rates (events/s) of the floor's latency variants")
@@ -80,6 +81,7 @@ func main() {
 	flag.IntVar(&b.httpConcurrency, "http-concurrency", 64, "concurrent clients of the HTTP saturation scenario (uploads: half)")
 	flag.Int64Var(&b.window, "window", 16384, "saturation: most events published but not yet received")
 	flag.StringVar(&b.out, "out", "bench/results", "directory of the report")
+	flag.StringVar(&b.name, "name", "", "base name of the report files (default: the date, e.g. 2026-12-02)")
 	flag.StringVar(&b.repo, "repo", ".", "repository root (to build the services for -processes)")
 	flag.StringVar(&serverURL, "db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server (its postgres database)")
 	flag.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of this process during run 1 of -profile-scenario")
@@ -263,6 +265,9 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 		"crash": fmt.Sprintf("all-in-one binary as a child process (embedded NATS, data dir in a temp dir), one webhook to one healthy receiver; "+
 			"%d events on NATS events.%s (unacked publishes retried with the same Nats-Msg-Id); SIGKILL at a quarter received, "+
 			"restart at once on the same data dir and database; lost = owed events not received %s after the restart", b.crashEvents, benchType, b.crashDeadline),
+		"cluster": "cluster scenario: ingress, processor and dispatcher apart in this process (TCP loopback to NATS); " +
+			"R1 = one embedded NATS server, streams at 1 replica; R3 = three nats-servers in this process clustered over loopback routes, " +
+			"streams, consumers and buckets at 3 replicas, NATS_URL listing all three; default sync on both",
 		"generator": "NATS: nats.go JetStream PublishAsync with Nats-Msg-Id; HTTP: fasthttp client; in this process",
 	}
 	if c, err := pgx.Connect(ctx, b.db.serverURL); err == nil {

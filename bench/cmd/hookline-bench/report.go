@@ -208,6 +208,9 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 	}
 	date := time.Now().UTC().Format("2006-01-02")
 	base := filepath.Join(b.out, date)
+	if b.name != "" {
+		base = filepath.Join(b.out, b.name)
+	}
 	rel := relativeToFloor(sum)
 	raw, err := json.MarshalIndent(map[string]any{"meta": meta, "summary": sum, "relative_to_floor": rel, "runs": rs}, "", " ")
 	if err != nil {

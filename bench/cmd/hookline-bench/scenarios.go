@@ -34,6 +34,7 @@ type spec struct {
 	endpoints     int
 	hung          int
 	syncAlways    bool
+	nodes         int                                         // cluster: NATS nodes (streams at R<nodes>), services apart
 	load          func(ctx context.Context, b *bench, e *env) // runs until ctx ends
 }
 
@@ -128,8 +129,17 @@ func (b *bench) specs() []spec {
 			}
 		case "crash":
 			out = append(out, spec{name: name, endpoints: 1})
+		case "cluster":
+			// Issue 11 item 5: the cost of replication on this machine. The same services apart
+			// (in this process) on one NATS node with R1 streams, then on three loopback nodes
+			// with R3; saturation and 1,000/s each.
+			for _, nodes := range []int{1, 3} {
+				r := fmt.Sprintf("R%d ", nodes)
+				out = append(out, spec{name: name, variant: r + "saturation", endpoints: 1, nodes: nodes, load: saturate},
+					spec{name: name, variant: r + "1000/s", endpoints: 1, nodes: nodes, load: atRate(1000)})
+			}
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, ratelimit, fifo, drain, floor, crash)\n", name)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want nats, nats-sync, http, upload, latency, latency-http, hol, ratelimit, fifo, drain, floor, crash, cluster)\n", name)
 			os.Exit(2)
 		}
 	}
@@ -217,6 +227,7 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 	} else {
 		o.syncAlways = sp.syncAlways
 		o.noDispatcher = sp.name == "drain"
+		o.nodes = sp.nodes
 		if sys, err = startSystem(ctx, o); err != nil {
 			return res, err
 		}

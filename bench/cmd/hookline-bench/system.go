@@ -90,6 +90,7 @@ func (b benchDB) drop(ctx context.Context) error {
 type sysOptions struct {
 	processes    bool   // three services as separate processes (else all in this process)
 	noDispatcher bool   // start without the dispatcher (backlog drain); StartDispatcher later
+	nodes        int    // 0: as above; 1 or 3: the roles apart on NATS nodes the bench hosts, streams at R<nodes>
 	syncAlways   bool   // HOOKLINE_NATS_SYNC=always
 	binDir       string // built service binaries (processes mode)
 	dataDir      string
@@ -103,8 +104,9 @@ type system struct {
 	o       sysOptions
 	APIURL  string
 	NATSURL string
-	nats    *server.Server // the bench's own NATS server, when it runs one
-	inproc  []func() error // stop functions of in-process roles, last first
+	nats    *server.Server   // the bench's own NATS server, when it runs one
+	cluster []*server.Server // the bench's NATS cluster (cluster scenario, R3)
+	inproc  []func() error   // stop functions of in-process roles, last first
 	procs   map[string]*exec.Cmd
 	mu      sync.Mutex
 	started []string
@@ -119,12 +121,15 @@ func benchConfig(o sysOptions) config.Config {
 	cfg.AllowPrivateTargets = true // receivers are on loopback
 	cfg.NATSSyncAlways = o.syncAlways
 	cfg.AdminAPIKey = o.adminKey
+	if o.nodes > 0 {
+		cfg.StreamReplicas = o.nodes
+	}
 	return cfg
 }
 
 func startSystem(ctx context.Context, o sysOptions) (*system, error) {
 	s := &system{o: o, procs: map[string]*exec.Cmd{}}
-	if !o.processes && !o.noDispatcher {
+	if !o.processes && !o.noDispatcher && o.nodes == 0 {
 		// The all-in-one exactly as `make run` runs it: embedded NATS, in-process connection.
 		addr, natsURL, stop, err := s.runInProcess(ctx, benchConfig(o), service.AllInOne)
 		if err != nil {
@@ -134,6 +139,14 @@ func startSystem(ctx context.Context, o sysOptions) (*system, error) {
 		s.inproc = append(s.inproc, stop)
 		return s, nil
 	}
+	if o.nodes > 1 {
+		servers, urls, err := startCluster(ctx, filepath.Join(o.dataDir, "nats"), o.nodes)
+		if err != nil {
+			return nil, err
+		}
+		s.cluster, s.NATSURL = servers, urls
+		return s, s.startRoles(ctx)
+	}
 	// The bench hosts NATS so that services can come and go.
 	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", Monitor: "127.0.0.1:0",
 		StoreDir: filepath.Join(o.dataDir, "nats"), SyncAlways: o.syncAlways})
@@ -141,17 +154,22 @@ func startSystem(ctx context.Context, o sysOptions) (*system, error) {
 		return nil, err
 	}
 	s.nats, s.NATSURL = srv, srv.ClientURL()
+	return s, s.startRoles(ctx)
+}
+
+// startRoles starts ingress, processor and (unless noDispatcher) dispatcher apart.
+func (s *system) startRoles(ctx context.Context) error {
 	roles := []service.Role{service.Ingress, service.Processor}
-	if !o.noDispatcher {
+	if !s.o.noDispatcher {
 		roles = append(roles, service.Dispatcher)
 	}
 	for _, r := range roles {
 		if err := s.start(ctx, r); err != nil {
 			s.stop()
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // StartDispatcher starts the dispatcher of a system started without it.
@@ -249,6 +267,11 @@ func (s *system) stop() {
 		s.nats.Shutdown()
 		s.nats.WaitForShutdown()
 	}
+	for _, n := range s.cluster {
+		n.Shutdown()
+		n.WaitForShutdown()
+	}
+	s.cluster = nil
 }
 
 // resetPeakRSS clears VmHWM of this process and the service processes (Linux clear_refs 5).
