@@ -45,7 +45,7 @@ func TestNATSConfig(t *testing.T) {
 		{"store_dir", o.StoreDir, "/data/jetstream"},
 		{"sync_interval", o.SyncInterval, 10 * time.Second},
 		{"sync always", o.SyncAlways, false},
-		{"max_file_store", o.JetStreamMaxStore, int64(200 << 30)},
+		{"max_file_store", o.JetStreamMaxStore, int64(1 << 40)},
 		{"max_payload", o.MaxPayload, int32(2 << 20)},
 		{"max_connections", o.MaxConn, 4096},
 		{"write_deadline", o.WriteDeadline, 10 * time.Second},
