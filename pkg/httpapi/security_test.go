@@ -94,6 +94,16 @@ func TestUploadNamesAndDownloadLinks(t *testing.T) {
 	if code, content := get(body.Data.DownloadURL); code != 200 || content != "#!/bin/sh\necho hi\n" {
 		t.Fatalf("download_url = %d %q", code, content)
 	}
+	// Reliability scenario 22: a download is never rendered by a browser as a page.
+	resp, err := http.Get(body.Data.DownloadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cd := resp.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("download headers: Content-Disposition %q, X-Content-Type-Options %q; want attachment and nosniff",
+			cd, resp.Header.Get("X-Content-Type-Options"))
+	}
 	u, _ := url.Parse(body.Data.DownloadURL)
 	q := u.Query()
 	sig := q.Get("signature")
