@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookline/hookline/pkg/service/servicetest"
+	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // Reliability scenario 18: malformed registration and PATCH bodies (truncated JSON, ill-typed
@@ -271,5 +272,48 @@ func TestCustomHeaderInjection(t *testing.T) {
 	}
 	if len(c.body) == 0 {
 		t.Error("empty body")
+	}
+}
+
+// Reliability scenario 28(b), the end of the overlap: once a rotation's overlap is over (24 h;
+// here moved into the past in the row), deliveries carry one signature, by the new secret
+// only. (During the overlap both sign, new first: TestWebhookLifecycle, TestSignRotation.)
+func TestRotationOverlapEnds(t *testing.T) {
+	sys := servicetest.Start(t, nil)
+	nc := natsConn(t, sys)
+	rv := servicetest.NewReceiver(t)
+	w := sys.Register(t, 1, rv.URL, nil)
+	r := sys.Do(t, http.MethodPost, "/webhook/"+w.ID+"/rotate-secret", nil)
+	var rot struct {
+		Secret string `json:"secret"`
+	}
+	r.Decode(t, &rot)
+	if r.Status != 200 || rot.Secret == "" {
+		t.Fatalf("rotate = %d %s", r.Status, r.Raw)
+	}
+	if _, err := sys.DB.ExecContext(t.Context(), `UPDATE webhook_registrations SET previous_secret_until = now() - interval '1 second'
+		WHERE id = $1 AND previous_secret IS NOT NULL`, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The dispatcher reads the row again within its cache's TTL (about 1 s): send one event at
+	// a time until a delivery reflects the row, at most 15 s.
+	start := time.Now()
+	for i := 0; ; i++ {
+		publishMany(t, nc, "after-overlap-"+strconv.Itoa(i), 1, 1, w.ID)
+		servicetest.Eventually(t, 10*time.Second, "the delivery", func() bool { return rv.Count() == i+1 })
+		g := rv.Got()[i]
+		if sigs := strings.Fields(g.Signature); len(sigs) == 1 {
+			now := time.Now()
+			if err := webhook.Verify(webhook.Secret(rot.Secret), g.ID, g.Timestamp, g.Signature, g.Body, now, 5*time.Minute); err != nil {
+				t.Fatalf("the one signature does not verify with the new secret: %v", err)
+			}
+			if err := webhook.Verify(webhook.Secret(w.Secret), g.ID, g.Timestamp, g.Signature, g.Body, now, 5*time.Minute); err == nil {
+				t.Fatal("the old secret still verifies after the overlap")
+			}
+			return
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("still %d signatures 15 s after the overlap ended: %q", len(strings.Fields(g.Signature)), g.Signature)
+		}
 	}
 }
