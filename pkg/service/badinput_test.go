@@ -95,6 +95,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"patch unknown field", "PATCH", "/webhook/" + w.ID, map[string]any{"secret": "x"}, 422, "secret"},
 		{"patch enabled not bool", "PATCH", "/webhook/" + w.ID, map[string]any{"enabled": "yes"}, 422, "enabled"},
 	}
+	key2 := userKey(t, sys, 2)
 	nc := natsConn(t, sys)
 	servicetest.Eventually(t, 10*time.Second, "set-up events handled", func() bool {
 		return allHandled(t, nc, "EVENTS", "processor") && allHandled(t, nc, "DELIVERIES", "dispatcher")
@@ -114,6 +115,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 		})
 	}
+	t.Run("event for another user", func(t *testing.T) {
+		r := sys.Do(t, http.MethodPost, "/events", map[string]any{"type": "invoice.paid", "user_id": 1, "data": map[string]any{}},
+			"Authorization", "Bearer "+key2)
+		if r.Status != 403 || !r.Error {
+			t.Fatalf("user 2 sending for user 1 = %d %s, want 403", r.Status, r.Raw)
+		}
+	})
 	t.Run("upload without file part", func(t *testing.T) {
 		r := sys.Upload(t, w.ID, "document", "a.txt", []byte("a"))
 		if r.Status != 422 || !r.Error {
