@@ -102,8 +102,10 @@ func newStackWith(t *testing.T, pg *pgCluster, name string, rv *receiver, o stac
 		"HOOKLINE_ADMIN_API_KEY":         adminKey,
 		"HOOKLINE_ENCRYPTION_KEY":        encryptionKey,
 		"HOOKLINE_ALLOW_PRIVATE_TARGETS": "true",
-		// Fast retries, so a failed attempt is not what the recovery time measures.
-		"HOOKLINE_RETRY_SCHEDULE": "0s,1s,2s,5s,10s,20s,30s,60s",
+		// Fast retries, so a failed attempt is not what the recovery time measures: no wait
+		// over 30 s, so a delivery failing until a receiver comes back is tried again within
+		// 30 s (plus the 5 s receiver timeout) of that.
+		"HOOKLINE_RETRY_SCHEDULE": "0s,1s,2s,5s,10s,20s,30s,30s,30s,30s,30s,30s",
 		// A receiver that hangs or drips holds a slot this long per attempt.
 		"HOOKLINE_RECEIVER_TIMEOUT": "5s",
 		"HOOKLINE_RATE_LIMIT":       "0",

@@ -271,8 +271,11 @@ func (e *endpoint) handBackAt(now time.Time, base time.Duration) time.Time {
 	return e.nextSlot
 }
 
-// maxHandBack bounds how far past the base delay a handed-back delivery is scheduled.
-const maxHandBack = time.Minute
+// maxHandBack bounds how far past the base delay a handed-back delivery is scheduled: once a
+// slow or hung endpoint recovers, its surplus arrives within about this long (make chaos holds
+// every delivery to 60 s after a fault ends; at a minute, a receiver that dripped its answers
+// for 60 s had 36 of 20,000 arrive 61 s after).
+const maxHandBack = 30 * time.Second
 
 type entry int
 
