@@ -43,6 +43,7 @@ type bench struct {
 	window           int64
 	out, repo, tmp   string
 	name             string // report files' base name; "" = the date
+	alternate        bool   // run k of every variant before run k+1 of any
 	cpuprofile       string
 	profileScenario  string
 	profiled         bool
@@ -81,6 +82,7 @@ func main() {
 	flag.IntVar(&b.httpConcurrency, "http-concurrency", 64, "concurrent clients of the HTTP saturation scenario (uploads: half)")
 	flag.Int64Var(&b.window, "window", 16384, "saturation: most events published but not yet received")
 	flag.StringVar(&b.out, "out", "bench/results", "directory of the report")
+	flag.BoolVar(&b.alternate, "alternate", false, "run the variants in turn (run 1 of each, then run 2 of each, ...), so a machine whose load changes weighs on all alike")
 	flag.StringVar(&b.name, "name", "", "base name of the report files (default: the date, e.g. 2026-12-02)")
 	flag.StringVar(&b.repo, "repo", ".", "repository root (to build the services for -processes)")
 	flag.StringVar(&serverURL, "db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server (its postgres database)")
@@ -158,8 +160,22 @@ func (b *bench) main(ctx context.Context, serverURL string) error {
 		failed  []string
 	)
 	started := time.Now()
+	type job struct {
+		sp  spec
+		run int
+	}
+	var jobs []job
 	for _, sp := range specs {
 		for run := 1; run <= b.runs; run++ {
+			jobs = append(jobs, job{sp, run})
+		}
+	}
+	if b.alternate {
+		slices.SortStableFunc(jobs, func(x, y job) int { return x.run - y.run })
+	}
+	for _, j := range jobs {
+		sp, run := j.sp, j.run
+		{
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -236,7 +252,7 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 		"flags": map[string]any{"duration": b.duration.String(), "warmup": b.warmup.String(), "runs": b.runs,
 			"scenarios": b.scenarios, "rates": b.rates, "http_rates": b.httpRates, "floor_rates": b.floorRates,
 			"drain_events": b.drainEvents, "crash_events": b.crashEvents, "crash_deadline": b.crashDeadline.String(),
-			"processes": b.processes, "http_concurrency": b.httpConcurrency, "window": b.window},
+			"processes": b.processes, "http_concurrency": b.httpConcurrency, "window": b.window, "alternate": b.alternate},
 		"settings": map[string]any{
 			"HOOKLINE_NATS_SYNC":             "default (JetStream periodic fsync; nats-sync scenario: always)",
 			"HOOKLINE_ENDPOINT_CONCURRENCY":  cfg.EndpointConcurrency,

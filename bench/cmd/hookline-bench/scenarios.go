@@ -273,6 +273,9 @@ func (b *bench) runOnce(ctx context.Context, sp spec, run int) (runResult, error
 	lctx, cancel := context.WithTimeout(ctx, b.duration)
 	sp.load(lctx, b, e)
 	cancel()
+	if l, ok := loadAvg(); ok {
+		res.Metrics["machine_load1"] = l // the 1-minute load average as the load stopped: the machine is shared
+	}
 	measured := (b.duration - b.warmup).Seconds()
 	n, lats := rec.window(b.warmup, b.duration)
 	res.Metrics["deliveries_per_s"] = float64(n) / measured
@@ -365,4 +368,18 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		}
 	}
 	return nil
+}
+
+// loadAvg is the machine's 1-minute load average (Linux).
+func loadAvg() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	return v, err == nil
 }
