@@ -92,8 +92,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if p.opts.Lease == nil {
-			p.prune(ctx)
+		if p.opts.Lease == nil || p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
+			p.prune(ctx) // nothing to prune: no lease to hold either
 			return
 		}
 		p.opts.Lease.Run(ctx, p.prune)
