@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -97,6 +98,11 @@ type Dispatcher struct {
 	// receiver) keeps it with InProgress.
 	keepAliveEvery time.Duration
 	away           natsx.Backoff // PostgreSQL failures on the message path
+	// contactLost is when (unix ns) the consume last reported trouble reaching the consumer's
+	// leader (missed heartbeats, a leadership change, a disconnect). A message received
+	// before then may have been handed to another dispatcher meanwhile: its acks and
+	// in-progress reports may not have arrived (a partition), so it is not attempted.
+	contactLost atomic.Int64
 }
 
 // New builds a dispatcher.
@@ -153,12 +159,14 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 		if id, err := uuid.Parse(m.Headers().Get(natsx.HeaderWebhookID)); err == nil {
 			ep, reserved = d.place(ctx, id)
 		}
+		received := time.Now().UnixNano()
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			d.handle(attemptCtx, m, w, ep, reserved)
+			d.handle(attemptCtx, m, w, ep, reserved, received)
 		}()
 	}, jetstream.PullMaxMessages(buffer), natsx.PullExpiry, natsx.PullHeartbeat, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		d.contactLost.Store(time.Now().UnixNano())
 		d.log.Debug("consume", "err", err)
 	}))
 	if err != nil {
@@ -179,8 +187,8 @@ func (d *Dispatcher) consume(ctx context.Context, cons jetstream.Consumer, w *wr
 
 // handle runs one delivery message to its outcome and hands it to the writer, which acks it
 // once the outcome is committed. reserved says the message holds a place at its endpoint ep,
-// which handle gives back.
-func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep *endpoint, reserved bool) {
+// which handle gives back. received is when it arrived (unix ns).
+func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep *endpoint, reserved bool, received int64) {
 	defer natsx.KeepAlive(d.keepAliveEvery, m)()
 	attempting := false
 	defer func() {
@@ -274,6 +282,16 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 			w.add(m, d.waitTurn(msg, ep, until))
 			return
 		}
+	}
+	if d.contactLost.Load() > received {
+		// Contact with the consumer's leader was lost while this message waited here: a new
+		// leader (or the same, its in-progress reports lost) may have handed it to another
+		// dispatcher. Not attempted; JetStream redelivers it (NumDelivered > 1, so the
+		// redelivery checks PostgreSQL first).
+		ep.leave()
+		attempting = true // leave gave the place back
+		_ = m.Nak()
+		return
 	}
 	attempting = true // leave gives the place back
 	out, ok := d.attempt(ctx, msg, t)
