@@ -36,6 +36,16 @@ bench:
 clean:
 	rm -rf bin
 
+# Cluster suite (pkg/clustertest): three nats-server processes clustered through TCP proxies
+# the tests control, R3 streams, the services as processes; a node killed, cut off, restarted
+# under 20,000 events (HOOKLINE_CLUSTER_SCALE=0.1 for a quick run). Figures are appended to
+# CLUSTER_REPORT (JSON lines, gitignored under bin/).
+CLUSTER_REPORT ?= $(CURDIR)/bin/cluster-report.jsonl
+.PHONY: cluster
+cluster:
+	@mkdir -p bin
+	cd pkg && HOOKLINE_CLUSTER=1 HOOKLINE_CLUSTER_REPORT=$(CLUSTER_REPORT) go test -count=1 -timeout 60m -v -run '^(TestHarness|TestCluster)' ./clustertest/
+
 # Fault-injection suite (pkg/chaostest): services as processes, a nats-server process and a
 # private PostgreSQL cluster (needs PostgreSQL 15's initdb and pg_ctl); every scenario's
 # figures are appended to CHAOS_REPORT (JSON lines, gitignored under bin/). `make test` runs

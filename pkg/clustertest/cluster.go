@@ -419,6 +419,30 @@ func (c *Cluster) ConsumerLeaderOf(stream, consumer string) int {
 	})
 }
 
+// MoveLeader makes node i the leader of stream (consumer "") or of the stream's consumer: the
+// leader steps down with node i as the preferred successor, until node i leads (60 s at most).
+func (c *Cluster) MoveLeader(stream, consumer string, i int) {
+	c.tb.Helper()
+	subject, leader := "$JS.API.STREAM.LEADER.STEPDOWN."+stream, func() int { return c.LeaderOf(stream) }
+	if consumer != "" {
+		subject = "$JS.API.CONSUMER.LEADER.STEPDOWN." + stream + "." + consumer
+		leader = func() int { return c.ConsumerLeaderOf(stream, consumer) }
+	}
+	req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, c.nodes[i].Name)
+	deadline := time.Now().Add(60 * time.Second)
+	for leader() != i {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("clustertest: %s %s not led by %s after 60s", stream, consumer, c.nodes[i].Name)
+		}
+		nc, err := c.majority()
+		if err == nil {
+			_, _ = nc.Request(subject, []byte(req), 5*time.Second)
+			nc.Close()
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func (c *Cluster) waitLeader(what string, info func() (*jetstream.ClusterInfo, error)) int {
 	c.tb.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -435,6 +459,27 @@ func (c *Cluster) waitLeader(what string, info func() (*jetstream.ClusterInfo, e
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ClientsNamed is how many client connections named name node i has, from its /connz.
+func (c *Cluster) ClientsNamed(i int, name string) (int, error) {
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(c.nodes[i].MonitorURL() + "/connz?limit=1024")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var cz server.Connz
+	if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+		return 0, fmt.Errorf("%s /connz: %w", c.nodes[i].Name, err)
+	}
+	n := 0
+	for _, ci := range cz.Conns {
+		if ci.Name == name {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // StreamState is one node's own copy of a stream, from its /jsz.
@@ -520,9 +565,29 @@ func (c *Cluster) shutdown() {
 	}
 	if c.tb.Failed() {
 		for _, nd := range c.nodes {
-			c.tb.Logf("clustertest: %s output (%s):\n%s", nd.Name, nd.Log, tail(nd.Log, 3000))
+			c.tb.Logf("clustertest: %s output (%s), route connects and closes left out:\n%s", nd.Name, nd.Log, quietTail(nd.Log, 4000))
 		}
 	}
+}
+
+// quietTail is the end of a node's output without the lines of route connections made and
+// closed (a partition makes thousands), with their count.
+func quietTail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var keep []string
+	churn := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Route connection created") || strings.HasSuffix(l, "Router connection closed: Client Closed") {
+			churn++
+			continue
+		}
+		keep = append(keep, l)
+	}
+	out := strings.Join(keep, "\n")
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return fmt.Sprintf("%s\n(%d route connect/close lines)", out, churn)
 }
 
 func tail(path string, n int) string {
