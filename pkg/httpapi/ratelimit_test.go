@@ -2,15 +2,21 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookline/hookline/pkg/config"
+	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/service"
 	"github.com/hookline/hookline/pkg/service/servicetest"
+	"github.com/hookline/hookline/pkg/store"
 )
 
 // TestRateLimitAcrossReplicas: two ingress replicas share one NATS and one PostgreSQL; one key
@@ -90,5 +96,46 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	}
 	if total < limit/2 {
 		t.Fatalf("only %d requests admitted; the burst alone is %d", total, limit)
+	}
+}
+
+// TestRateLimitFastPath: one replica admits a key's requests from slices it takes from the
+// shared bucket, a tenth of the rate at a time, so NATS sees one write per slice (plus one per
+// second for a slice that expired), not one per request.
+func TestRateLimitFastPath(t *testing.T) {
+	const limit = 100
+	sys := servicetest.Start(t, func(c *config.Config) { c.RateLimit = limit })
+	key := apiKey(t, sys, 1)
+	const n = 50 // within the burst: all admitted
+	start := time.Now()
+	for i := range n {
+		if r := sys.Do(t, http.MethodGet, "/event_type", nil, "Authorization", "Bearer "+key); r.Status != 200 {
+			t.Fatalf("request %d = %d, want 200 (within the burst of %d)", i, r.Status, limit)
+		}
+	}
+	elapsed := time.Since(start)
+	nc, err := nats.Connect(sys.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), natsx.QuotasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), hex.EncodeToString(store.HashKey(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bucket holds this one key, so its revision counts the writes.
+	writes := e.Revision()
+	most := uint64(n/(limit/10) + int(elapsed.Seconds()) + 1)
+	t.Logf("%d requests in %v: %d writes to the shared bucket", n, elapsed.Round(time.Millisecond), writes)
+	if writes > most {
+		t.Fatalf("%d requests made %d writes to the shared bucket, want at most %d (one per slice of %d)", n, writes, most, limit/10)
 	}
 }
