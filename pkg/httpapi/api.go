@@ -88,14 +88,17 @@ func New(db *store.DB, js jetstream.JetStream, blobs blob.Store, m *metrics.Set,
 	a := &API{db: db, js: js, blobs: blobs, m: m, log: log.With("component", "ingress"), opts: o,
 		keys: keyCache{m: map[string]cachedKey{}}, limits: map[string]*rate.Limiter{}}
 	a.app = fiber.New(fiber.Config{
-		// BodyLimit is app-wide: it must admit the largest upload plus multipart framing;
-		// other routes check their bodies against MaxBodyBytes themselves.
-		BodyLimit:             int(o.MaxUploadBytes) + 1<<20,
-		DisableStartupMessage: true,
-		ErrorHandler:          a.errorHandler,
-		ReadTimeout:           60 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		// Bodies are streamed, never buffered before a handler (body.go): BodyLimit only
+		// sizes fasthttp's pre-read; API.body and receiveFile enforce each route's limit.
+		BodyLimit:                    int(o.MaxUploadBytes) + uploadFraming,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true, // else fasthttp reads a whole form before the key check
+		DisableStartupMessage:        true,
+		ErrorHandler:                 a.errorHandler,
+		ReadTimeout:                  60 * time.Second,
+		IdleTimeout:                  120 * time.Second,
 	})
+	a.app.Server().HeaderReceived = a.headerReceived
 	a.routes()
 	return a
 }
@@ -111,6 +114,7 @@ func (a *API) routes() {
 	}
 	app.Use(a.observe)
 	app.Use(deadline)
+	app.Use(closeUnread) // a body left unread closes the connection
 	// Open to all: probes, metrics, and file content through a signed link.
 	app.Get("/healthz", a.healthz)
 	app.Get("/readyz", a.ready)

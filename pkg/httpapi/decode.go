@@ -19,9 +19,9 @@ import (
 // its own 422 naming it. 413 over MaxBodyBytes, 400 when the body is not a JSON object, 422
 // naming a key that is not among known: a misspelt field is refused, never silently dropped.
 func (a *API) jsonObject(c *fiber.Ctx, known []string) (fields, error) {
-	body := c.Body()
-	if int64(len(body)) > a.opts.MaxBodyBytes {
-		return nil, fail(fiber.StatusRequestEntityTooLarge, "request body over the limit of "+byteCount(a.opts.MaxBodyBytes))
+	body, err := a.body(c)
+	if err != nil {
+		return nil, err
 	}
 	var f fields
 	dec := json.NewDecoder(bytes.NewReader(body))

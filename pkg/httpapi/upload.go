@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"path"
 	"strings"
@@ -39,42 +41,41 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if !w.Enabled {
 		return fail(fiber.StatusConflict, "webhook is disabled")
 	}
-	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEMultipartForm) {
-		return fail(fiber.StatusBadRequest, "the upload must be multipart/form-data with a file field")
-	}
-	fh, err := c.FormFile("file")
-	// fasthttp says "there is no uploaded file associated with the given key".
-	if errors.Is(err, http.ErrMissingFile) || err != nil && strings.Contains(err.Error(), "no uploaded file") {
-		return fieldError("file", "is required (multipart field \"file\")")
-	}
-	if err != nil {
-		return fail(fiber.StatusBadRequest, "the upload must be multipart/form-data with a file field")
-	}
-	if fh.Size > a.opts.MaxUploadBytes {
-		return fail(fiber.StatusRequestEntityTooLarge, "file over the upload limit of "+byteCount(a.opts.MaxUploadBytes))
-	}
-	f, err := fh.Open()
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-
 	fileID, err := uuid.NewV7()
 	if err != nil {
 		return err
 	}
-	// Sniff the type from the first bytes when the client gave none, then stream the rest:
-	// the hash is computed on the way to the store, the bytes are never held twice.
-	head := make([]byte, 512)
-	n, _ := io.ReadFull(f, head)
-	head = head[:n]
-	contentType := fh.Header.Get(fiber.HeaderContentType)
-	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt == "application/octet-stream" || contentType == "" {
-		contentType = http.DetectContentType(head)
-	}
-	sum := sha256.New()
-	body := io.TeeReader(io.MultiReader(strings.NewReader(string(head)), f), sum)
-	if err := a.blobs.Put(ctx, fileID.String(), body); err != nil {
+	// The file part goes to the store as it arrives: the hash is computed on the way, the
+	// type sniffed from the first bytes when the client gave none, the bytes never held.
+	var (
+		fileName, contentType, sha string
+		stored                     bool
+	)
+	size, err := a.receiveFile(c, func(p *multipart.Part, f io.Reader) error {
+		head := make([]byte, 512)
+		n, err := io.ReadFull(f, head)
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return err
+		}
+		head = head[:n]
+		fileName, contentType = p.FileName(), p.Header.Get(fiber.HeaderContentType)
+		if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt == "application/octet-stream" || contentType == "" {
+			contentType = http.DetectContentType(head)
+		}
+		sum := sha256.New()
+		stored = true // a failed Put may leave a partial object
+		if err := a.blobs.Put(ctx, fileID.String(), io.TeeReader(io.MultiReader(bytes.NewReader(head), f), sum)); err != nil {
+			return err
+		}
+		sha = hex.EncodeToString(sum.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		if stored {
+			if derr := a.blobs.Delete(context.WithoutCancel(ctx), fileID.String()); derr != nil {
+				a.log.WarnContext(ctx, "delete of a failed upload", "file_id", fileID, "err", derr)
+			}
+		}
 		return err
 	}
 	now := time.Now().UTC()
@@ -82,8 +83,8 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := event.Upload{FileID: fileID, EventID: eventID.String(), WebhookID: w.ID, FileName: SanitizeFileName(fh.Filename),
-		Size: fh.Size, ContentType: contentType, SHA256: hex.EncodeToString(sum.Sum(nil))}
+	out := event.Upload{FileID: fileID, EventID: eventID.String(), WebhookID: w.ID, FileName: SanitizeFileName(fileName),
+		Size: size, ContentType: contentType, SHA256: sha}
 	raw, err := event.EncodeUpload(out, now, a.opts.Links.URL(fileID, now))
 	if err != nil {
 		return err
@@ -92,7 +93,7 @@ func (a *API) upload(c *fiber.Ctx) error {
 		WebhookID: &w.ID, OccurredAt: now, Data: raw}); err != nil {
 		return err
 	}
-	a.log.InfoContext(ctx, "file uploaded", "file_id", fileID, "event_id", eventID, "webhook_id", w.ID, "size", fh.Size)
+	a.log.InfoContext(ctx, "file uploaded", "file_id", fileID, "event_id", eventID, "webhook_id", w.ID, "size", size)
 	return ok(c, "ok", out)
 }
 

@@ -242,6 +242,9 @@ func (b *bench) meta(ctx context.Context) map[string]any {
 	if b.processes {
 		mode = "ingress, processor, dispatcher as separate processes; NATS hosted by the bench process (TCP loopback)"
 	}
+	if slices.Equal(b.scenarios, []string{"cluster"}) {
+		mode = "the cluster scenario's (below)"
+	}
 	m := map[string]any{
 		"date":       time.Now().UTC().Format(time.RFC3339),
 		"cores":      runtime.NumCPU(),

@@ -234,14 +234,18 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 	if pg, ok := meta["postgres"].(map[string]string); ok {
 		fmt.Fprintf(&md, "PostgreSQL: %s; synchronous_commit=%s, fsync=%s.\n\n", firstWords(pg["version"], 2), pg["synchronous_commit"], pg["fsync"])
 	}
-	md.WriteString("## Targets (issue 9)\n\n| target | median | min–max | met |\n|---|---:|---:|:---:|\n")
+	var targets strings.Builder
 	for _, t := range b.targets() {
 		s, ok := find(sum, t.scenario, t.variant, t.metric)
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&md, "| %s | %s | %s–%s | %s |\n", t.label, num(s.Median), num(s.Min), num(s.Max), t.met(s))
+		fmt.Fprintf(&targets, "| %s | %s | %s–%s | %s |\n", t.label, num(s.Median), num(s.Min), num(s.Max), t.met(s))
 	}
+	if targets.Len() > 0 {
+		md.WriteString("## Targets (issue 9)\n\n| target | median | min–max | met |\n|---|---:|---:|:---:|\n" + targets.String())
+	}
+	clusterTable(&md, meta, sum)
 	if len(rel) > 0 {
 		md.WriteString("\n## Relative to the floor\n\n" +
 			"The floor is a minimal pass-through with Hookline's durability, run in the same benchmark: " + fmt.Sprint(meta["floor"]) + ". " +
@@ -267,7 +271,8 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 			fmt.Fprintf(&md, "- %s\n", l)
 		}
 	}
-	fmt.Fprintf(&md, "\n## Charts (median run of each variant)\n\n![throughput over time](%s-throughput.svg)\n\n![latency over time](%s-latency.svg)\n", date, date)
+	fmt.Fprintf(&md, "\n## Charts (median run of each variant)\n\n![throughput over time](%s-throughput.svg)\n\n![latency over time](%s-latency.svg)\n",
+		filepath.Base(base), filepath.Base(base))
 	settings, _ := json.MarshalIndent(meta["settings"], "", "  ")
 	flags, _ := json.MarshalIndent(meta["flags"], "", "  ")
 	fmt.Fprintf(&md, "\n## Settings\n\n```json\n%s\n```\n\nFlags:\n\n```json\n%s\n```\n", settings, flags)
@@ -276,6 +281,39 @@ func (b *bench) write(meta map[string]any, rs []runResult, sum []summary) error 
 	}
 	fmt.Printf("\nreport: %s.json, %s.md\n", base, base)
 	return nil
+}
+
+// clusterTable sets R3 against R1 (the cluster scenario): medians and the ratio R3 / R1.
+func clusterTable(md *strings.Builder, meta map[string]any, sum []summary) {
+	rows := []struct{ variant, metric, label string }{
+		{"saturation", "deliveries_per_s", "saturation, deliveries/s"},
+		{"saturation", "e2e_p50_ms", "saturation, publish-to-receipt p50, ms"},
+		{"1000/s", "deliveries_per_s", "1,000/s offered, deliveries/s"},
+		{"1000/s", "e2e_p50_ms", "1,000/s, publish-to-receipt p50, ms"},
+		{"1000/s", "e2e_p90_ms", "1,000/s, publish-to-receipt p90, ms"},
+		{"1000/s", "e2e_p99_ms", "1,000/s, publish-to-receipt p99, ms"},
+		{"saturation", "machine_load1", "machine 1-min load at the end of the saturation runs"},
+		{"1000/s", "machine_load1", "machine 1-min load at the end of the 1,000/s runs"},
+	}
+	var out strings.Builder
+	for _, r := range rows {
+		one, ok1 := find(sum, "cluster", "R1 "+r.variant, r.metric)
+		three, ok3 := find(sum, "cluster", "R3 "+r.variant, r.metric)
+		if !ok1 || !ok3 {
+			continue
+		}
+		ratio := "–"
+		if one.Median != 0 {
+			ratio = num(three.Median / one.Median)
+		}
+		fmt.Fprintf(&out, "| %s | %s (%s–%s) | %s (%s–%s) | %s |\n", r.label, num(one.Median), num(one.Min), num(one.Max),
+			num(three.Median), num(three.Min), num(three.Max), ratio)
+	}
+	if out.Len() == 0 {
+		return
+	}
+	md.WriteString("## Replication: R3 on three nodes against R1 on one (issue 11)\n\n" + fmt.Sprint(meta["cluster"]) + ". Medians (min–max).\n\n" +
+		"| | R1, one node | R3, three nodes | R3 / R1 |\n|---|---:|---:|---:|\n" + out.String() + "\n")
 }
 
 // crashTable lists each run of the crash scenario and the medians.
