@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -31,21 +30,6 @@ func principal(c *fiber.Ctx) Principal {
 	return p
 }
 
-// keyCache remembers lookups for a few seconds, so a request costs a map read rather than a
-// query; a revoked key stops working within keyTTL.
-type keyCache struct {
-	mu sync.Mutex
-	m  map[string]cachedKey
-}
-
-type cachedKey struct {
-	p       Principal
-	ok      bool
-	expires time.Time
-}
-
-const keyTTL = 5 * time.Second
-
 // authenticate resolves the Bearer key: the bootstrap admin key, or a key in api_keys.
 // Missing or unknown: 401.
 func (a *API) authenticate(c *fiber.Ctx) error {
@@ -69,32 +53,35 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 		return Principal{Admin: true, key: hash}, nil
 	}
 	now := time.Now()
-	a.keys.mu.Lock()
-	ck, hit := a.keys.m[hash]
-	a.keys.mu.Unlock()
+	ck, hit := a.keys.known(hash)
 	if !hit || now.After(ck.expires) {
+		if !hit {
+			// Not a key known here: one seen unknown lately, or past its address's budget of
+			// unknown keys, costs no query (keycache.go).
+			addr := c.Context().RemoteIP().String()
+			if a.keys.isUnknown(hash, now) {
+				return Principal{}, a.unknownKey(addr)
+			}
+			if a.keys.budget(addr).TokensAt(now) < 1 {
+				return Principal{}, tooManyUnknownKeys
+			}
+		}
+		a.keys.lookups.Add(1)
 		k, err := lookupKey(c.UserContext(), a.db, key, hit)
 		switch {
 		case hit && store.IsUnavailable(err):
 			// PostgreSQL away: the key as last seen keeps working for another keyTTL (POST
 			// /events goes on into JetStream); a revoke needs PostgreSQL anyway.
 			ck.expires = now.Add(keyTTL)
-		case errors.Is(err, store.ErrNoKey):
-			ck = cachedKey{expires: now.Add(keyTTL)}
+		case errors.Is(err, store.ErrNoKey): // unknown, or revoked since it was cached
+			a.keys.forget(hash, now)
+			return Principal{}, a.unknownKey(c.Context().RemoteIP().String())
 		case err != nil:
 			return Principal{}, err
 		default:
 			ck = cachedKey{p: Principal{UserID: k.UserID, Admin: k.Admin, key: hash}, ok: true, expires: now.Add(keyTTL)}
 		}
-		a.keys.mu.Lock()
-		if len(a.keys.m) > 100_000 { // bounded: random keys must not grow it forever
-			a.keys.m = map[string]cachedKey{}
-		}
-		a.keys.m[hash] = ck
-		a.keys.mu.Unlock()
-	}
-	if !ck.ok {
-		return Principal{}, store.ErrNoKey // 401
+		a.keys.remember(hash, ck)
 	}
 	if !ck.p.Admin && a.opts.RateLimit > 0 && !a.allow(c.UserContext(), hash) {
 		return Principal{}, fail(fiber.StatusTooManyRequests, "rate limit of "+itoa(a.opts.RateLimit)+" requests per second for this key exceeded")
@@ -113,6 +100,19 @@ func lookupKey(ctx context.Context, db store.Querier, key string, cached bool) (
 		defer cancel()
 	}
 	return store.LookupAPIKey(ctx, db, key)
+}
+
+// tooManyUnknownKeys is the 429 of a client address past its budget of unknown keys.
+var tooManyUnknownKeys = &Error{Status: fiber.StatusTooManyRequests,
+	Message: "too many requests with unknown API keys from this address, try again later"}
+
+// unknownKey is the answer to an unknown key: 401, or 429 once its client address has spent
+// its budget of unknown keys.
+func (a *API) unknownKey(addr string) error {
+	if !a.keys.budget(addr).Allow() {
+		return tooManyUnknownKeys
+	}
+	return store.ErrNoKey
 }
 
 // adminOnly refuses user keys: 403.

@@ -228,11 +228,15 @@ var belowAnswers = map[string][]string{
 	"store.RecoverWebhook":    {"store.ErrUnavailable"},
 	"store.ListRejected":      {"store.ErrUnavailable"},
 	"store.HashKey":           nil,
+	"store.IsUnavailable":     nil, // a bool; resolveKey keeps a cached key when true
 	"a.blobs.Open":            {"blob.ErrNotFound"},
 	"a.blobs.Put":             nil,
 	"a.blobs.Delete":          nil, // logged, never answered
 	"a.db.PingContext":        {"store.ErrUnavailable"},
 	"a.js.Publish":            nil, // publish answers 503 itself
+	"a.js.Conn":               nil, // the live tail subscribes on it and answers 503 itself
+	"natsx.AttemptsSubject":   nil,
+	"store.EventTypeNames":    nil, // typeLabel: an error keeps the names it has, never an answer
 	"a.opts.Sealer.Seal":      nil,
 	"webhook.ValidateURL":     {"field"},
 	"webhook.ValidateHeaders": {"field"},
