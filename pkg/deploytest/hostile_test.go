@@ -75,18 +75,17 @@ func readProc(pid int, file, field string) (int64, error) {
 // connection, then whatever body writes, in its own goroutine, while it reads the answer: a
 // server may answer, and close, before the body ends. The writer's errors are the server
 // closing; they end the body quietly.
-func rawRequest(t *testing.T, addr, head string, body func(w io.Writer) error) (status int, answer string) {
-	t.Helper()
+func rawRequest(addr, head string, body func(w io.Writer) error) (status int, answer string) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err.Error() // called from goroutines: the caller reports it
 	}
 	defer conn.Close()
 	// Not a timing assertion: a bound so that a server which never answers fails the test
 	// instead of hanging it.
 	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := io.WriteString(conn, head+"\r\n\r\n"); err != nil {
-		t.Fatal(err)
+		return 0, err.Error()
 	}
 	written := make(chan struct{})
 	go func() {
@@ -173,7 +172,7 @@ func TestIngressMemoryUnderHostileBodies(t *testing.T) {
 			head := "POST " + path + " HTTP/1.1\r\nHost: ingress\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(declared)
 			// 8 MiB each, 16 KiB every 10 ms: a server that buffers what it is sent holds
 			// 800 MiB by the end.
-			got, answer := rawRequest(t, addr, head, trickle(8<<20, 16<<10, 10*time.Millisecond))
+			got, answer := rawRequest(addr, head, trickle(8<<20, 16<<10, 10*time.Millisecond))
 			if got != 401 || !strings.Contains(answer, `"error":true`) {
 				t.Errorf("POST %s declaring %d bytes = %d %s, want 401 with the error envelope", path, declared, got, answer)
 			}
@@ -228,7 +227,7 @@ func TestIngressOversizeBodies(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := procValue(t, pid, "io", "rchar")
-			status, answer := rawRequest(t, addr, "POST "+c.path+" HTTP/1.1\r\nHost: ingress"+auth+"\r\n"+c.headers, c.body)
+			status, answer := rawRequest(addr, "POST "+c.path+" HTTP/1.1\r\nHost: ingress"+auth+"\r\n"+c.headers, c.body)
 			read := procValue(t, pid, "io", "rchar") - before
 			if status != c.status || !strings.Contains(answer, `"error":true`) {
 				t.Errorf("status %d %s, want %d with the error envelope", status, answer, c.status)
@@ -246,7 +245,7 @@ func TestIngressOversizeBodies(t *testing.T) {
 		}
 		form.WriteString("--b--\r\n")
 		head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: ingress%s\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: %d", upload, auth, form.Len())
-		status, answer := rawRequest(t, addr, head, func(w io.Writer) error { _, err := w.Write(form.Bytes()); return err })
+		status, answer := rawRequest(addr, head, func(w io.Writer) error { _, err := w.Write(form.Bytes()); return err })
 		if status != 400 && status != 413 || !strings.Contains(answer, `"error":true`) {
 			t.Errorf("status %d %s, want 400 or 413 with the error envelope", status, answer)
 		}
