@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -199,6 +200,7 @@ func report(t *testing.T, r result) {
 	b, _ := json.Marshal(r)
 	t.Logf("RESULT %s", b)
 	if path := os.Getenv("HOOKLINE_CHAOS_REPORT"); path != "" {
+		_ = os.MkdirAll(filepath.Dir(path), 0o755)
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			t.Error(err)

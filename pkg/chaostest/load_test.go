@@ -46,7 +46,7 @@ func waitTCP(t *testing.T, addr string, timeout time.Duration) {
 // webhooks (headers at once, then the body a byte per second).
 type receiver struct {
 	*httptest.Server
-	delay time.Duration
+	delay time.Duration // guarded by mu (setDelay)
 
 	mu       sync.Mutex
 	secrets  []webhook.Secret
@@ -133,8 +133,11 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		rv.drip(w, r, now)
 		return
 	}
-	if rv.delay > 0 {
-		time.Sleep(rv.delay)
+	rv.mu.Lock()
+	delay := rv.delay
+	rv.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
 	}
 	if !ok {
 		w.WriteHeader(http.StatusUnauthorized)
@@ -163,6 +166,13 @@ func (rv *receiver) drip(w http.ResponseWriter, r *http.Request, start time.Time
 	rv.dripped++
 	rv.dripMax = max(rv.dripMax, took)
 	rv.mu.Unlock()
+}
+
+// setDelay changes how long the receiver holds each request it answers 200.
+func (rv *receiver) setDelay(d time.Duration) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	rv.delay = d
 }
 
 // fail makes every request fail with 500 (true) or succeed again (false).
