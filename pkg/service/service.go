@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -323,13 +324,20 @@ func monitorURL(s *server.Server) string {
 	return ""
 }
 
+// redactURL hides the credentials of every URL of a NATS_URL list (comma-separated, one per
+// cluster node, each may carry user:password@).
 func redactURL(u string) string {
-	for i := len("nats://"); i < len(u); i++ {
-		if u[i] == '@' {
-			return "nats://***@" + u[i+1:]
+	urls := strings.Split(u, ",")
+	for i, one := range urls {
+		if at := strings.LastIndexByte(one, '@'); at >= 0 {
+			scheme, _, ok := strings.Cut(one, "://")
+			if !ok {
+				scheme = "nats"
+			}
+			urls[i] = scheme + "://***@" + one[at+1:]
 		}
 	}
-	return u
+	return strings.Join(urls, ",")
 }
 
 // Exit codes of Main.
