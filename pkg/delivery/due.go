@@ -11,7 +11,9 @@ type Due struct {
 	ID         uuid.UUID
 	WebhookID  uuid.UUID
 	EventType  string
-	Attempt    int // the attempt this message is for, 1-based
+	EventID    string // the event's id (per user), shown by the live tail
+	UserID     int64  // the webhook's user: the live tail's subject
+	Attempt    int    // the attempt this message is for, 1-based
 	Payload    []byte
 	OccurredAt time.Time // the event's time, for end-to-end latency
 	// Key tells apart schedulings of the same attempt for deduplication: empty for the first

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -83,6 +84,7 @@ func (o *Options) defaults() {
 type Dispatcher struct {
 	db      *store.DB
 	js      jetstream.JetStream
+	nc      *nats.Conn // js's connection: the live tail's core publishes (writer.go)
 	client  *egress.Client
 	m       *metrics.Set
 	log     *slog.Logger
@@ -108,7 +110,7 @@ type Dispatcher struct {
 // New builds a dispatcher.
 func New(db *store.DB, js jetstream.JetStream, client *egress.Client, m *metrics.Set, log *slog.Logger, o Options) *Dispatcher {
 	o.defaults()
-	return &Dispatcher{db: db, js: js, client: client, m: m, log: log.With("component", "dispatcher"), opts: o,
+	return &Dispatcher{db: db, js: js, nc: js.Conn(), client: client, m: m, log: log.With("component", "dispatcher"), opts: o,
 		targets: newTargetCache(db, o.Sealer, o.TargetTTL), endpoints: map[uuid.UUID]*endpoint{}}
 }
 
@@ -207,7 +209,7 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		// Redelivered, reconciled or old: look at the row and skip an attempt that is no
 		// longer due (already recorded), rather than POST it twice.
 		dbCtx, cancel := context.WithTimeout(ctx, dbTimeout)
-		due, err := store.AttemptDue(dbCtx, d.db, msg.ID, msg.Attempt)
+		due, err := store.AttemptDue(dbCtx, d.db, msg.ID, msg.Attempt, msg.Key)
 		cancel()
 		if err != nil {
 			d.later(m, "check delivery", err)
@@ -303,6 +305,8 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		if w.commit(ctx, []store.Outcome{out}) {
 			fault("after_commit")
 			w.ack(m)
+			var tail tailBuffer
+			tail.publish(d.nc, m.Headers(), &out)
 		}
 	}
 	ep.leave()
@@ -359,6 +363,7 @@ func parseMessage(m jetstream.Msg) (message, error) {
 	}
 	msg.OccurredAt = time.Unix(0, ns)
 	msg.EventType = h.Get(natsx.HeaderEventType)
+	msg.EventID = h.Get(natsx.HeaderEventID)
 	msg.Key = h.Get(natsx.HeaderKey)
 	if s := h.Get(natsx.HeaderSeq); s != "" {
 		msg.Seq, _ = strconv.ParseInt(s, 10, 64)

@@ -2,10 +2,13 @@ package dispatcher
 
 import (
 	"context"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookline/hookline/pkg/delivery"
 	"github.com/hookline/hookline/pkg/natsx"
 	"github.com/hookline/hookline/pkg/store"
 )
@@ -39,6 +42,7 @@ func (w *writer) run(ctx context.Context) error {
 	batch := make([]pending, 0, w.max)
 	outs := make([]store.Outcome, 0, w.max)
 	msgs := make([]jetstream.Msg, 0, w.max)
+	var tail tailBuffer
 	for first := range w.ch {
 		batch = append(batch[:0], first)
 	fill:
@@ -68,6 +72,9 @@ func (w *writer) run(ctx context.Context) error {
 		fault("after_commit")
 		for _, m := range msgs {
 			w.ack(m)
+		}
+		for i := range batch {
+			tail.publish(w.d.nc, batch[i].msg.Headers(), &batch[i].out)
 		}
 	}
 	return nil
@@ -144,4 +151,27 @@ func (w *writer) record(ctx context.Context, outs []store.Outcome) error {
 		// acked anyway, so it is not redelivered forever.
 		w.d.log.Error("outcome not recorded", "delivery_id", o.DeliveryID, "err", err)
 	})
+}
+
+// tailBuffer publishes committed attempts for the live tail (GET /attempts/stream): one core
+// NATS publish per attempt on natsx.AppendAttemptSubject, the body a delivery.Record encoded
+// by hand into buffers reused across batches. Nothing waits for a reader: with no subscriber
+// the server drops the message, and a slow tail is the ingress's problem, never the
+// dispatcher's. A publish that fails (the connection is reconnecting and its buffer full) is
+// not retried: the tail is a view, the row is the record.
+type tailBuffer struct{ subject, body []byte }
+
+func (t *tailBuffer) publish(nc *nats.Conn, h nats.Header, o *store.Outcome) {
+	if nc == nil || !o.Attempted {
+		return // an outcome without a request (handed back, webhook gone) is no attempt
+	}
+	user, err := strconv.ParseInt(h.Get(natsx.HeaderUserID), 10, 64)
+	if err != nil || user <= 0 {
+		return // published before deliveries carried their user: no subject to route it on
+	}
+	r := delivery.Record{DeliveryID: o.DeliveryID, WebhookID: o.WebhookID, EventID: h.Get(natsx.HeaderEventID),
+		EventType: h.Get(natsx.HeaderEventType), Attempt: o.Attempt, Status: o.Status, StatusCode: o.StatusCode, Error: o.Error}
+	t.body = delivery.AppendRecord(t.body[:0], &r, o.Latency, o.At)
+	t.subject = natsx.AppendAttemptSubject(t.subject[:0], user, o.WebhookID.String())
+	_ = nc.Publish(string(t.subject), t.body) // copied into the connection's buffer before it returns
 }

@@ -41,6 +41,7 @@ type Options struct {
 	// not set its own.
 	EndpointConcurrency int
 	ReceiverTimeout     time.Duration
+	TailHeartbeat       time.Duration // GET /attempts/stream's keepalive comment; 0 = 15s (tail.go)
 	// Quota, when set, holds the rate limits' buckets, shared by every ingress replica
 	// (natsx.SetupQuotas; see ratelimit.go); nil: each replica limits on its own.
 	Quota jetstream.KeyValue
@@ -147,6 +148,7 @@ func (a *API) routes() {
 	app.Get("/events/rejected", adminOnly, a.listRejected) // before /events/:id
 	app.Get("/events", a.listEvents)
 	app.Get("/events/:id", a.getEvent)
+	app.Get("/attempts/stream", a.streamAttempts) // tail.go
 }
 
 // Run serves on addr until ctx ends, then shuts down gracefully.

@@ -34,6 +34,8 @@ const (
 	HeaderOccurredAt = "Hookline-Occurred-At" // unix nanoseconds, for end-to-end latency
 	HeaderKey        = "Hookline-Key"         // delivery.Due.Key: which scheduling of the attempt
 	HeaderSeq        = "Hookline-Seq"         // delivery.Due.Seq: a FIFO delivery's place in order
+	HeaderEventID    = "Hookline-Event-Id"    // delivery.Due.EventID, for the live tail
+	HeaderUserID     = "Hookline-User-Id"     // delivery.Due.UserID: the webhook's user, for the tail's subject
 )
 
 // DeliverySubject is the subject of one webhook's deliveries.

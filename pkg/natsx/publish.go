@@ -30,6 +30,12 @@ func PublishDeliveries(ctx context.Context, js jetstream.JetStream, qs []deliver
 			HeaderAttempt:    []string{strconv.Itoa(q.Attempt)},
 			HeaderOccurredAt: []string{strconv.FormatInt(q.OccurredAt.UnixNano(), 10)},
 		}}
+		if q.EventID != "" {
+			m.Header.Set(HeaderEventID, q.EventID)
+		}
+		if q.UserID > 0 {
+			m.Header.Set(HeaderUserID, strconv.FormatInt(q.UserID, 10))
+		}
 		if q.Key != "" {
 			m.Header.Set(HeaderKey, q.Key)
 		}

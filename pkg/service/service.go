@@ -78,6 +78,7 @@ type Tuning struct {
 	DispatchMaxAckPending int
 	PruneEvery            time.Duration // retention pass; 0 = 1h
 	LeaseTTL              time.Duration // singleton jobs' lease of a separate processor or dispatcher; 0 = natsx.DefaultLeaseTTL
+	TailHeartbeat         time.Duration // GET /attempts/stream's keepalive comment; 0 = 15s
 	// Ready, when set, is called once every component is started, with the API's (or
 	// metrics') address and the NATS URL in use.
 	Ready func(httpAddr, natsURL string)
@@ -215,7 +216,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{Quota: quota, MaxUploadBytes: cfg.MaxUploadBytes,
 			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, AccessLog: access, RateLimit: cfg.RateLimit, Sealer: sealer,
 			Links: httpapi.NewLinks(linkKey, public, 0), EndpointConcurrency: cfg.EndpointConcurrency, ReceiverTimeout: cfg.ReceiverTimeout,
-			Consuming: consuming})
+			Consuming: consuming, TailHeartbeat: tune.TailHeartbeat})
 		g.Go(func() error { return api.Serve(gctx, ln) })
 	} else {
 		g.Go(func() error {

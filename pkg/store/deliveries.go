@@ -226,7 +226,7 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 			FROM due WHERE d.id = due.id AND due.done_code IS NOT NULL
 		)
 		SELECT d.id, d.webhook_id, d.event_type, d.attempt_count + 1, d.payload, d.occurred_at,
-		       (extract(epoch FROM d.next_attempt_at) * 1000000)::bigint::text, COALESCE(d.seq, 0)
+		       (extract(epoch FROM d.next_attempt_at) * 1000000)::bigint::text, COALESCE(d.seq, 0), d.event_id, d.user_id
 		FROM deliveries d JOIN due ON due.id = d.id AND due.done_code IS NULL`, limit)
 }
 
@@ -237,7 +237,7 @@ func ClaimDue(ctx context.Context, db *DB, limit int, publish func([]delivery.Du
 func ClaimStale(ctx context.Context, db *DB, olderThan time.Duration, limit int, publish func([]delivery.Due) error) (int, error) {
 	return claim(ctx, db, "stale", publish, `
 		SELECT id, webhook_id, event_type, attempt_count + 1, payload, occurred_at,
-		       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text, COALESCE(seq, 0)
+		       'r' || (extract(epoch FROM now()) * 1000000)::bigint::text, COALESCE(seq, 0), event_id, user_id
 		FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL AND updated_at < now() - $2::interval
 		ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
 		limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
@@ -268,7 +268,7 @@ func ClaimFirstAttempts(ctx context.Context, db *DB, olderThan, step time.Durati
 		}
 		rows, err := tx.QueryContext(ctx, `
 			SELECT id, webhook_id, event_type, 1, payload, occurred_at, 'r' || (extract(epoch FROM now()) * 1000000)::bigint::text,
-			       COALESCE(seq, 0)
+			       COALESCE(seq, 0), event_id, user_id
 			FROM deliveries d
 			WHERE created_at > $1 AND created_at <= $2 AND status = 'pending' AND attempt_count = 0 AND next_attempt_at IS NULL
 			  AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)
@@ -359,7 +359,7 @@ func scanQueued(rows rowScanner) ([]delivery.Due, error) {
 	var out []delivery.Due
 	for rows.Next() {
 		var q delivery.Due
-		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt, &q.Key, &q.Seq); err != nil {
+		if err := rows.Scan(&q.ID, &q.WebhookID, &q.EventType, &q.Attempt, &q.Payload, &q.OccurredAt, &q.Key, &q.Seq, &q.EventID, &q.UserID); err != nil {
 			return nil, err
 		}
 		out = append(out, q)
@@ -367,13 +367,21 @@ func scanQueued(rows rowScanner) ([]delivery.Due, error) {
 	return out, rows.Err()
 }
 
-// AttemptDue reports whether attempt n of a delivery is still the next one to make: the row is
-// not terminal, has recorded n-1 attempts, and no attempt n or later was appended.
-func AttemptDue(ctx context.Context, db Querier, id uuid.UUID, n int) (bool, error) {
+// AttemptDue reports whether attempt n of a delivery, in the scheduling key (delivery.Due.Key),
+// is still the next one to make: the row is not terminal, has recorded n-1 attempts, no attempt
+// n or later was appended, and the scheduling was not superseded. A copy of the first
+// scheduling (key "") is superseded once the row has a next_attempt_at (handed back, or
+// republished by the scheduler or the reconciler); a scheduler's copy (its key is the
+// next_attempt_at it was published for) once next_attempt_at moved on. A reconciled copy
+// ("r…") is never superseded here.
+func AttemptDue(ctx context.Context, db Querier, id uuid.UUID, n int, key string) (bool, error) {
 	var due bool
 	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries d WHERE id = $1
 		AND attempt_count = $2 AND status IN ('pending', 'retrying')
-		AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id AND a.attempt >= $3))`, id, n-1, n).Scan(&due)
+		AND CASE WHEN $4 = '' THEN d.next_attempt_at IS NULL
+		         WHEN left($4, 1) = 'r' THEN true
+		         ELSE (extract(epoch FROM d.next_attempt_at) * 1000000)::bigint::text IS NOT DISTINCT FROM $4 END
+		AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id AND a.attempt >= $3))`, id, n-1, n, key).Scan(&due)
 	if err != nil {
 		return false, fmt.Errorf("check delivery %s: %w", id, err)
 	}

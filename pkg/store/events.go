@@ -197,8 +197,8 @@ func SaveEvents(ctx context.Context, db Querier, accepted []AcceptedEvent, rejec
 				seq = &n
 			}
 			dSeqs = append(dSeqs, seq)
-			byID[d.ID] = delivery.Due{ID: d.ID, WebhookID: d.WebhookID, EventType: e.Type, Attempt: 1, Payload: d.Payload,
-				OccurredAt: e.OccurredAt, Seq: int64(d.Seq)}
+			byID[d.ID] = delivery.Due{ID: d.ID, WebhookID: d.WebhookID, EventType: e.Type, EventID: e.ID, UserID: e.UserID,
+				Attempt: 1, Payload: d.Payload, OccurredAt: e.OccurredAt, Seq: int64(d.Seq)}
 		}
 	}
 	var rUsers []int64
@@ -287,7 +287,7 @@ func OwedFirstAttempts(ctx context.Context, db Querier, ids []uuid.UUID) ([]deli
 		strs[i] = id.String()
 	}
 	rows, err := db.QueryContext(ctx, `
-		SELECT id, webhook_id, event_type, 1, payload, occurred_at, '', COALESCE(seq, 0) FROM deliveries d
+		SELECT id, webhook_id, event_type, 1, payload, occurred_at, '', COALESCE(seq, 0), event_id, user_id FROM deliveries d
 		WHERE id = ANY($1::uuid[]) AND status = 'pending' AND attempt_count = 0 AND next_attempt_at IS NULL
 		  AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)`, strs)
 	if err != nil {
