@@ -56,7 +56,7 @@ chaos:
 	@mkdir -p bin
 	cd pkg && HOOKLINE_CHAOS=1 HOOKLINE_CHAOS_REPORT=$(CHAOS_REPORT) go test -count=1 -timeout 75m -v -run '^TestChaos(Soak)?$$' ./chaostest/
 
-# The soak alone (TestChaosSoak, about 7 minutes; make chaos runs it too): 200,000 events to
+# The soak alone (TestChaosSoak, 7 to 10 minutes measured; make chaos runs it too): 200,000 events to
 # 10,000 webhooks while the RSS of every process is sampled each second (docs/reliability.md).
 .PHONY: soak
 soak:

@@ -35,7 +35,9 @@ import (
 //   - its peak RSS is at most soakMaxRSS (512 MiB), and
 //   - it is flat in the last half: the highest sample of the last quarter is at most
 //     soakGrowth × the highest of the second quarter + soakSlack. (The first quarter is the
-//     warm-up: pools, caches and every webhook's first delivery.)
+//     warm-up: pools, caches and every webhook's first delivery. nats-server grows for the
+//     first two minutes of any load, its duplicate window filling with message ids, so a
+//     window much shorter than the default size's flags it.)
 const (
 	soakMaxRSS = 512 << 20
 	soakGrowth = 1.10
