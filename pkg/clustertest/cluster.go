@@ -135,7 +135,44 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	for i := range c.nodes {
 		c.WaitHealthy(i, 60*time.Second)
 	}
+	c.waitPlacement(60 * time.Second)
 	return c
+}
+
+// waitPlacement waits until the meta leader places a stream on every node: healthy nodes may
+// still be "offline" to it for a moment, when creating an R-n stream or bucket fails with "no
+// suitable peers for placement".
+func (c *Cluster) waitPlacement(timeout time.Duration) {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = c.tryPlacement(); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	c.tb.Fatalf("clustertest: no stream placed on all %d nodes after %s: %v", len(c.nodes), timeout, err)
+}
+
+func (c *Cluster) tryPlacement() error {
+	nc, err := c.majority()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	const name = "CLUSTERTEST_PLACEMENT"
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"clustertest.placement"},
+		Storage: jetstream.MemoryStorage, Replicas: len(c.nodes)}); err != nil {
+		return err
+	}
+	return js.DeleteStream(ctx, name)
 }
 
 // config is node j's configuration: its routes are the proxies to the other nodes.
