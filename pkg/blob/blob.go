@@ -44,7 +44,7 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string) (*NATS,
 }
 
 func (n *NATS) Put(ctx context.Context, name string, r io.Reader) error {
-	if _, err := n.os.Put(ctx, jetstream.ObjectMeta{Name: name}, r); err != nil {
+	if _, err := n.os.Put(ctx, jetstream.ObjectMeta{Name: name}, fullReads{r}); err != nil {
 		return fmt.Errorf("put object %s: %w", name, err)
 	}
 	return nil
@@ -136,4 +136,18 @@ func (d *Dir) Delete(_ context.Context, name string) error {
 		return fmt.Errorf("delete object %s: %w", name, err)
 	}
 	return nil
+}
+
+// fullReads fills every Read unless the stream ends. The object store makes one chunk, one
+// JetStream message, of each Read, and an upload streamed off a socket arrives a few KiB at a
+// time: read as it comes, 32 MiB made thousands of chunks, more than the store lets wait for
+// their acks (jetstream.ErrTooManyStalledMsgs), instead of 256 of 128 KiB.
+type fullReads struct{ r io.Reader }
+
+func (f fullReads) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF // the last, short chunk
+	}
+	return n, err
 }
