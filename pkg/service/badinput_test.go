@@ -2,8 +2,12 @@ package service_test
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,9 +139,29 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	})
 	t.Run("upload over the limit", func(t *testing.T) {
-		r := sys.Upload(t, w.ID, "file", "big.bin", bytes.Repeat([]byte("x"), int(sys.Config.MaxUploadBytes)+1))
-		if r.Status != 413 || !r.Error {
-			t.Fatalf("upload = %d %s, want 413", r.Status, r.Raw)
+		// The ingress streams uploads: past the limit it answers 413 and closes the connection,
+		// which may reach the client as a reset while it is still sending (its buffered 413
+		// then lost). Either way nothing may be stored; the rows are checked below.
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		fw, _ := mw.CreateFormFile("file", "big.bin")
+		_, _ = fw.Write(bytes.Repeat([]byte("x"), int(sys.Config.MaxUploadBytes)+1))
+		_ = mw.Close()
+		req, _ := http.NewRequest(http.MethodPost, sys.URL+"/upload_file/webhook_id/"+w.ID, &buf)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Authorization", "Bearer "+servicetest.AdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("upload over the limit: %v, want a 413 or the connection cut", err)
+			}
+			t.Logf("the connection was cut before the 413 was read: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 413 || !strings.Contains(string(b), `"error":true`) {
+			t.Fatalf("upload = %d %s, want 413", resp.StatusCode, b)
 		}
 	})
 	// A sentinel event after the bad requests, then wait until the processor and the
