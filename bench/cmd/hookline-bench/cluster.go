@@ -44,7 +44,7 @@ func startCluster(ctx context.Context, dir string, n int) ([]*server.Server, str
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
 		o := &server.Options{ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
-			JetStream: true, StoreDir: filepath.Join(dir, name), NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: filepath.Join(dir, name), NoLog: true, NoSigs: true, MaxPayload: 8 << 20, // as the embedded server
 			Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: ports[i]}, Routes: routes}
 		s, err := server.NewServer(o)
 		if err != nil {
