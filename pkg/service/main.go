@@ -17,16 +17,24 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookline/hookline/pkg/cli"
 	"github.com/hookline/hookline/pkg/config"
 	"github.com/hookline/hookline/pkg/store"
 )
 
 // Main is a service binary's whole main: it reads the environment and runs role until SIGINT
 // or SIGTERM. Subcommands: `healthcheck` (GET /readyz on HOOKLINE_HTTP_ADDR, exit 0 or 1, for
-// container health checks without curl) and, for the all-in-one, `migrate up|down|status`.
+// container health checks without curl) and, for the all-in-one, `migrate up|down|status` and
+// the API client's commands (package cli: `webhooks list`, `tail`, …; HOOKLINE_URL and
+// HOOKLINE_API_KEY, not the server's settings).
 func Main(role Role) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if role == AllInOne && len(os.Args) > 1 && cli.Is(os.Args[1]) {
+		code := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		osExit(code)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	if err := run(ctx, log, role, os.Args[1:], os.Getenv); err != nil {
 		log.Error(role.String()+" stopped", "err", err)
@@ -51,7 +59,7 @@ func run(ctx context.Context, log *slog.Logger, role Role, args []string, getenv
 	case "apikey":
 		return apikeyCmd(ctx, cfg, args[1:], os.Stdout)
 	}
-	return fmt.Errorf("unknown command %q (want run, healthcheck, migrate up|down|status or apikey create|list|revoke)", strings.Join(args, " "))
+	return fmt.Errorf("unknown command %q (want run, healthcheck, migrate up|down|status or apikey create|list|revoke; `hookline help` lists the API client's commands)", strings.Join(args, " "))
 }
 
 func healthcheck(ctx context.Context, addr string) error {
