@@ -292,8 +292,14 @@ func clusterTable(md *strings.Builder, meta map[string]any, sum []summary) {
 		{"1000/s", "e2e_p50_ms", "1,000/s, publish-to-receipt p50, ms"},
 		{"1000/s", "e2e_p90_ms", "1,000/s, publish-to-receipt p90, ms"},
 		{"1000/s", "e2e_p99_ms", "1,000/s, publish-to-receipt p99, ms"},
+		{"200/s", "deliveries_per_s", "200/s offered, deliveries/s"},
+		{"200/s", "cpu_us_per_delivery", "200/s, CPU of the bench process per delivery, µs (services, NATS, generator, receivers)"},
+		{"1000/s", "cpu_us_per_delivery", "1,000/s, CPU of the bench process per delivery, µs"},
+		{"200/s", "e2e_p50_ms", "200/s, publish-to-receipt p50, ms"},
+		{"200/s", "e2e_p99_ms", "200/s, publish-to-receipt p99, ms"},
 		{"saturation", "machine_load1", "machine 1-min load at the end of the saturation runs"},
 		{"1000/s", "machine_load1", "machine 1-min load at the end of the 1,000/s runs"},
+		{"200/s", "machine_load1", "machine 1-min load at the end of the 200/s runs"},
 	}
 	var out strings.Builder
 	for _, r := range rows {
