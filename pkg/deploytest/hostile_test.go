@@ -103,12 +103,12 @@ func rawRequest(addr, head string, body func(w io.Writer) error) (status int, an
 	return resp.StatusCode, string(raw)
 }
 
-// trickle writes n bytes of filler in steps of step bytes, pausing between them.
+// trickle writes exactly n bytes of filler in steps of step bytes, pausing between them.
 func trickle(n, step int, pause time.Duration) func(io.Writer) error {
 	return func(w io.Writer) error {
 		chunk := bytes.Repeat([]byte("x"), step)
 		for sent := 0; sent < n; sent += step {
-			if _, err := w.Write(chunk); err != nil {
+			if _, err := w.Write(chunk[:min(step, n-sent)]); err != nil {
 				return err
 			}
 			time.Sleep(pause)
@@ -271,4 +271,42 @@ func TestIngressOversizeBodies(t *testing.T) {
 			t.Errorf("upload answered %s, want size %d, the sniffed type and a hash", raw, len(file))
 		}
 	})
+}
+
+// Scenario 20 (d), smaller: uploads on a slow link finish, even when they take longer than
+// the API's per-request deadline (15 s): 4 at once, each 2 MiB sent at about 100 KiB/s, all
+// answered 200 with their size. The server's ReadTimeout (60 s) is what bounds a slow body.
+func TestIngressSlowUploads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the ingress binary; takes about 20 s")
+	}
+	_, addr := startIngress(t)
+	rv := freeAddr(t)
+	upload := "/upload_file/webhook_id/" + registerWebhook(t, "http://"+addr, "http://"+rv+"/hook")
+	const size = 2 << 20
+	part := "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\r\n"
+	end := "\r\n--b--\r\n"
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: ingress\r\nAuthorization: Bearer %s\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: %d",
+		upload, testEnv["HOOKLINE_ADMIN_API_KEY"], len(part)+size+len(end))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, answer := rawRequest(addr, head, func(w io.Writer) error {
+				if _, err := io.WriteString(w, part); err != nil {
+					return err
+				}
+				if err := trickle(size, 10<<10, 100*time.Millisecond)(w); err != nil {
+					return err
+				}
+				_, err := io.WriteString(w, end)
+				return err
+			})
+			if status != 200 || !strings.Contains(answer, fmt.Sprintf(`"size":%d`, size)) {
+				t.Errorf("slow upload = %d %s, want 200 with size %d", status, answer, size)
+			}
+		}()
+	}
+	wg.Wait()
 }

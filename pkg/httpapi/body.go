@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -28,6 +29,10 @@ const uploadFraming = 1 << 20
 
 // maxUploadParts bounds the parts of an upload's multipart body (the file and a few fields).
 const maxUploadParts = 64
+
+// uploadTimeout bounds an upload from the moment its body is read: the server's ReadTimeout
+// (60 s, the whole request) and then the store's and JetStream's acks.
+const uploadTimeout = 90 * time.Second
 
 // bodyReadKey marks, in the request's locals, a body read to its end.
 const bodyReadKey = "body_read"

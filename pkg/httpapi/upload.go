@@ -41,6 +41,11 @@ func (a *API) upload(c *fiber.Ctx) error {
 	if !w.Enabled {
 		return fail(fiber.StatusConflict, "webhook is disabled")
 	}
+	// The body streams for as long as the server's ReadTimeout lets it, longer than the API's
+	// requestTimeout: storing and publishing it get a bound of their own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), uploadTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
 	fileID, err := uuid.NewV7()
 	if err != nil {
 		return err
