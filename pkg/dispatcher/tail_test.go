@@ -16,9 +16,26 @@ import (
 
 // BenchmarkTailPublish is what the live tail adds to each committed attempt: the hand-written
 // record and one core NATS publish, with no tail listening (the server drops it) and with one
-// subscriber reading everything. Compare with store's BenchmarkRecordOutcomes (the commit of
-// the same attempt) and egress's BenchmarkDo (its POST).
+// subscriber reading everything; "ack" is a bare core publish of the same size, as each
+// message's ack already costs the dispatcher. Compare with store's BenchmarkRecordOutcomes (the
+// commit of the same attempt) and egress's BenchmarkDo (its POST).
 func BenchmarkTailPublish(b *testing.B) {
+	b.Run("ack", func(b *testing.B) {
+		s := natstest.Start(b)
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		body := make([]byte, 300)
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = nc.Publish("$JS.ACK.DELIVERIES.dispatcher.1.2.3.4.5", body)
+		}
+		if err := nc.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	})
 	for _, listeners := range []int{0, 1} {
 		b.Run(fmt.Sprintf("subscribers=%d", listeners), func(b *testing.B) {
 			s := natstest.Start(b)
