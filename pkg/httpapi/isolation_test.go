@@ -99,6 +99,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		"GET /events/:id":                          {"/events/" + file.EventID, nil, 404},
 		"PATCH /event_type/:id":                    {"/event_type/" + et, map[string]any{"schema": map[string]any{"type": "object", "required": []string{"x"}}}, 403},
 		"DELETE /event_type/:id":                   {"/event_type/" + et, nil, 403},
+		"GET /attempts/stream":                     {"/attempts/stream?webhook_id=" + w.ID, nil, 404},
 	}
 	open := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /openapi.yaml": true}
 	before := tableCounts(t, sys)
