@@ -56,11 +56,11 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 	ck, hit := a.keys.known(hash)
 	if !hit || now.After(ck.expires) {
 		if !hit {
-			// Not a key known here: one seen unknown lately, or past its address's budget of
-			// unknown keys, costs no query (keycache.go).
+			// Not a key known here: one seen unknown lately costs no query, and an address past
+			// its budget of lookups that found nothing gets a 429 instead of one (keycache.go).
 			addr := c.Context().RemoteIP().String()
 			if a.keys.isUnknown(hash, now) {
-				return Principal{}, a.unknownKey(addr)
+				return Principal{}, store.ErrNoKey // a repeat costs nothing: not counted
 			}
 			if a.keys.budget(addr).TokensAt(now) < 1 {
 				return Principal{}, tooManyUnknownKeys
@@ -75,7 +75,8 @@ func (a *API) resolveKey(c *fiber.Ctx) (Principal, error) {
 			ck.expires = now.Add(keyTTL)
 		case errors.Is(err, store.ErrNoKey): // unknown, or revoked since it was cached
 			a.keys.forget(hash, now)
-			return Principal{}, a.unknownKey(c.Context().RemoteIP().String())
+			a.keys.budget(c.Context().RemoteIP().String()).Allow() // one of the address's lookups
+			return Principal{}, store.ErrNoKey
 		case err != nil:
 			return Principal{}, err
 		default:
@@ -105,15 +106,6 @@ func lookupKey(ctx context.Context, db store.Querier, key string, cached bool) (
 // tooManyUnknownKeys is the 429 of a client address past its budget of unknown keys.
 var tooManyUnknownKeys = &Error{Status: fiber.StatusTooManyRequests,
 	Message: "too many requests with unknown API keys from this address, try again later"}
-
-// unknownKey is the answer to an unknown key: 401, or 429 once its client address has spent
-// its budget of unknown keys.
-func (a *API) unknownKey(addr string) error {
-	if !a.keys.budget(addr).Allow() {
-		return tooManyUnknownKeys
-	}
-	return store.ErrNoKey
-}
 
 // adminOnly refuses user keys: 403.
 func adminOnly(c *fiber.Ctx) error {

@@ -17,9 +17,10 @@ import (
 //   - an unknown key for unknownKeyTTL, in a map of its own of at most maxUnknownKeys entries,
 //     so repeating a made-up key costs no query and a flood of them cannot push out the known
 //     ones;
-//   - each client address (the TCP peer) may present unknown keys failuresPerSecond times a
-//     second after a burst of failureBurst; past that, a key not already known is answered
-//     429 with Retry-After, without a query. Keys already known are never held back, so
+//   - each client address (the TCP peer) may have failuresPerSecond lookups a second find no
+//     key, after a burst of failureBurst; past that, a key neither known nor remembered as
+//     unknown is answered 429 with Retry-After, without a query. A repeated unknown key is a
+//     401 from the cache and is not counted; keys already known are never held back, so
 //     clients behind the same proxy as an attacker keep working.
 
 const (
