@@ -229,6 +229,7 @@ func TestIngressOversizeBodies(t *testing.T) {
 			before := procValue(t, pid, "io", "rchar")
 			status, answer := rawRequest(addr, "POST "+c.path+" HTTP/1.1\r\nHost: ingress"+auth+"\r\n"+c.headers, c.body)
 			read := procValue(t, pid, "io", "rchar") - before
+			t.Logf("answered %d having read %d bytes from all its sockets", status, read)
 			if status != c.status || !strings.Contains(answer, `"error":true`) {
 				t.Errorf("status %d %s, want %d with the error envelope", status, answer, c.status)
 			}
