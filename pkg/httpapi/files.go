@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -103,13 +105,31 @@ func (a *API) fileContent(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	r, err := a.blobs.Open(c.UserContext(), f.ObjectName)
+	// The bytes are sent after this handler returns, when the request's deadline (deadline in
+	// api.go) is already cancelled: the reader gets a context of its own, ended when fasthttp
+	// closes the stream (sent, or the client gone). A slow reader is as slow as it likes, as
+	// before that deadline existed.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
+	r, err := a.blobs.Open(ctx, f.ObjectName)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("file %s: %w", f.ID, err) // blob.ErrNotFound: 404
 	}
+	r = closeAlso{r, cancel}
 	c.Set(fiber.HeaderContentType, f.ContentType)
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+strings.ReplaceAll(f.FileName, `"`, "_")+`"`)
 	c.Set("X-Content-Type-Options", "nosniff")
 	// fasthttp closes the reader when it has sent the body.
 	return c.SendStream(r, int(f.Size))
+}
+
+// closeAlso is a reader that ends its context when it is closed.
+type closeAlso struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c closeAlso) Close() error {
+	defer c.cancel()
+	return c.ReadCloser.Close()
 }
