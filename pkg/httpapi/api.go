@@ -42,6 +42,7 @@ type Options struct {
 	EndpointConcurrency int
 	ReceiverTimeout     time.Duration
 	TailHeartbeat       time.Duration // GET /attempts/stream's keepalive comment; 0 = 15s (tail.go)
+	AllowPrivateTargets bool          // HOOKLINE_ALLOW_PRIVATE_TARGETS: accept address literals egress blocks
 	// Quota, when set, holds the rate limits' buckets, shared by every ingress replica
 	// (natsx.SetupQuotas; see ratelimit.go); nil: each replica limits on its own.
 	Quota jetstream.KeyValue

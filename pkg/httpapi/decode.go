@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,14 +24,9 @@ func (a *API) jsonObject(c *fiber.Ctx, known []string) (fields, error) {
 	if err != nil {
 		return nil, err
 	}
-	var f fields
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&f); err != nil || f == nil {
-		return nil, fail(fiber.StatusBadRequest, "the body must be a JSON object")
-	}
-	if dec.More() {
-		return nil, fail(fiber.StatusBadRequest, "the body must be one JSON object")
+	f, err := decodeObject(body)
+	if err != nil {
+		return nil, err
 	}
 	if err := f.only(known); err != nil {
 		return nil, err
@@ -39,6 +35,48 @@ func (a *API) jsonObject(c *fiber.Ctx, known []string) (fields, error) {
 }
 
 type fields map[string]json.RawMessage
+
+// decodeObject reads body as one JSON object, keeping each value raw. A key given twice is a
+// 422 naming it: a map would keep the last one silently, and a proxy or log that reads the
+// first would see another request than the one acted on.
+func decodeObject(body []byte) (fields, error) {
+	notObject := fail(fiber.StatusBadRequest, "the body must be a JSON object")
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
+	}
+	f := fields{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notObject
+		}
+		key, _ := tok.(string) // inside an object, a token before its value is its key
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, notObject
+		}
+		if _, twice := f[key]; twice {
+			return nil, fieldError(clip(key), "appears more than once in the body")
+		}
+		f[key] = raw
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fail(fiber.StatusBadRequest, "the body must be one JSON object")
+	}
+	return f, nil
+}
+
+// clip shortens a key for an error message: a key can be anything, a megabyte long.
+func clip(k string) string {
+	if len(k) > 64 {
+		return strings.ToValidUTF8(k[:64], "") + "…"
+	}
+	return k
+}
 
 // only refuses a key outside known: a 422 naming the first in sorted order, and the others.
 func (f fields) only(known []string) error {
@@ -53,9 +91,7 @@ func (f fields) only(known []string) error {
 	}
 	slices.Sort(unknown) // the same body always names the same field
 	for i, k := range unknown {
-		if len(k) > 64 { // a key can be anything, a megabyte long
-			unknown[i] = strings.ToValidUTF8(k[:64], "") + "…"
-		}
+		unknown[i] = clip(k)
 	}
 	problem := "is not a field of this body"
 	if len(unknown) > 1 {

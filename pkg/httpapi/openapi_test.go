@@ -249,6 +249,7 @@ var belowAnswers = map[string][]string{
 	"event.MsgID":             nil,
 	"event.ValidTypeName":     nil,
 	"natsx.Ready":             nil,
+	"egress.Blocked":          nil, // a bool; publicTarget answers the 422 itself
 }
 
 // handlersBelow are handlers of other packages the app installs, and what they answer.

@@ -3,12 +3,15 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/hookline/hookline/pkg/egress"
 	"github.com/hookline/hookline/pkg/event"
 	"github.com/hookline/hookline/pkg/store"
 	"github.com/hookline/hookline/pkg/webhook"
@@ -193,6 +196,9 @@ func (a *API) registerWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := a.publicTarget(b.URL); err != nil {
+		return err
+	}
 	if err := forUser(c, b.UserID); err != nil {
 		return err
 	}
@@ -228,6 +234,9 @@ func (a *API) patchWebhook(c *fiber.Ctx) error {
 	}
 	b, err := parseWebhook(f, false)
 	if err != nil {
+		return err
+	}
+	if err := a.publicTarget(b.URL); err != nil {
 		return err
 	}
 	if err := a.checkEventTypes(c.UserContext(), b); err != nil {
@@ -355,4 +364,25 @@ func (a *API) recoverWebhook(c *fiber.Ctx) error {
 	}
 	a.log.InfoContext(c.UserContext(), "failed deliveries requeued", "webhook_id", w.ID, "count", n)
 	return accepted(c, "Recovery queued", requeuedJSON{n})
+}
+
+// publicTarget refuses a URL whose host is an address literal egress would block (loopback,
+// private, link-local, metadata and the other special ranges; IPv4-mapped and NAT64 forms
+// too), unless HOOKLINE_ALLOW_PRIVATE_TARGETS is set: a registration that could never be
+// delivered is a 422 now rather than a failed attempt later. The message does not say which
+// range matched. Names are not resolved here (a name may point elsewhere at delivery time):
+// the dispatcher's dial-time guard judges every address it connects to.
+func (a *API) publicTarget(u *string) error {
+	if u == nil || a.opts.AllowPrivateTargets {
+		return nil
+	}
+	parsed, err := url.Parse(*u)
+	if err != nil {
+		return nil // ValidateURL has accepted it; nothing more to judge here
+	}
+	ip, err := netip.ParseAddr(parsed.Hostname())
+	if err != nil || !egress.Blocked(ip) {
+		return nil
+	}
+	return fieldError("url", "must not name a private, loopback or special-purpose address")
 }

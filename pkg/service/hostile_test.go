@@ -14,16 +14,19 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookline/hookline/pkg/config"
 	"github.com/hookline/hookline/pkg/service/servicetest"
 	"github.com/hookline/hookline/pkg/webhook"
 )
 
 // Reliability scenario 18: malformed registration and PATCH bodies (truncated JSON, ill-typed
-// url, a case variant of url, unknown field, trailing garbage after a valid object, a 2 MiB
-// string, a form-encoded body with the bracket indexes that crashed Fiber's BodyParser) each
+// url, a case variant of url, url twice, unknown field, trailing garbage after a valid object, a
+// 2 MiB string, a form-encoded body with the bracket indexes that crashed Fiber's BodyParser) each
 // get a 4xx envelope, never a 5xx; the process keeps serving and no row changes.
 func TestMalformedRegistrationBodies(t *testing.T) {
-	sys := servicetest.Start(t, nil)
+	// Bodies up to 4 MiB are read, so the 2 MiB string reaches the parser (a body over the
+	// limit is refused from its Content-Length, and its connection cut: TestIngressOversizeBodies).
+	sys := servicetest.Start(t, func(c *config.Config) { c.MaxBodyBytes = 4 << 20 })
 	rv := servicetest.NewReceiver(t)
 	et := sys.EventTypeID(t, "upload.completed")
 	w := sys.Register(t, 1, rv.URL, nil)
@@ -38,8 +41,9 @@ func TestMalformedRegistrationBodies(t *testing.T) {
 		{"url a number", `{"event_type_id":"` + et + `","user_id":1,"url":123}`, "", 422},
 		{"case variant of url", `{"event_type_id":"` + et + `","user_id":1,"url":"https://x.example/","URL":"http://127.0.0.1"}`, "", 422},
 		{"unknown field", `{"event_type_id":"` + et + `","user_id":1,"url":"https://x.example/","admin":true}`, "", 422},
+		{"url twice", `{"event_type_id":"` + et + `","user_id":1,"url":"https://x.example/","url":"http://127.0.0.1"}`, "", 422},
 		{"trailing garbage", valid + ` {"url":"http://127.0.0.1"}`, "", 400},
-		{"2 MiB string", `{"event_type_id":"` + et + `","user_id":1,"url":"https://x.example/` + strings.Repeat("a", 2<<20) + `"}`, "", 413},
+		{"2 MiB string", `{"event_type_id":"` + et + `","user_id":1,"url":"https://x.example/` + strings.Repeat("a", 2<<20) + `"}`, "", 422},
 		{"form-encoded, negative index", "a[-1]=x&url=https://x.example/", "application/x-www-form-urlencoded", 400},
 		{"form-encoded, huge index", "a[18446744073704]=x&url=https://x.example/", "application/x-www-form-urlencoded", 400},
 	}
@@ -71,6 +75,41 @@ func TestMalformedRegistrationBodies(t *testing.T) {
 	sys.Do(t, http.MethodGet, "/webhook/"+w.ID, nil).Decode(t, &got)
 	if got.URL != rv.URL {
 		t.Errorf("webhook url = %q after malformed PATCHes, want %q", got.URL, rv.URL)
+	}
+}
+
+// Reliability scenario 24, at registration: with HOOKLINE_ALLOW_PRIVATE_TARGETS off, a URL whose
+// host is a loopback, private, link-local, metadata or other special address literal (in any
+// spelling netip reads: IPv6, IPv4-mapped, NAT64) is a 422 on url that does not say which range
+// matched, on register and on PATCH; nothing is stored. Names are left to the dial-time guard.
+func TestRegistrationRefusesPrivateLiterals(t *testing.T) {
+	sys := servicetest.Start(t, func(c *config.Config) { c.AllowPrivateTargets = false })
+	et := sys.EventTypeID(t, "upload.completed")
+	public := `{"event_type_id":"` + et + `","user_id":1,"url":"https://example.com/hook"}`
+	var w struct{ ID string }
+	if r := sys.Do(t, http.MethodPost, "/webhook/register", public); r.Status != 200 {
+		t.Fatalf("register a public URL = %d %s", r.Status, r.Raw)
+	} else {
+		r.Decode(t, &w)
+	}
+	before := tableCounts(t, sys)
+	for _, u := range []string{"http://127.0.0.1/", "http://[::1]:8080/", "http://10.0.0.1/", "http://172.16.0.1/",
+		"http://192.168.0.1/", "http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/",
+		"http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://0.0.0.0/", "http://[64:ff9b::a9fe:a9fe]/"} {
+		reg := sys.Do(t, http.MethodPost, "/webhook/register", `{"event_type_id":"`+et+`","user_id":1,"url":"`+u+`"}`)
+		patch := sys.Do(t, http.MethodPatch, "/webhook/"+w.ID, `{"url":"`+u+`"}`)
+		for _, r := range []servicetest.Response{reg, patch} {
+			if r.Status != 422 || !strings.Contains(r.Message, "url") || strings.Contains(string(r.Raw), "metadata") ||
+				strings.Contains(string(r.Raw), "link-local") {
+				t.Errorf("url %s = %d %s, want 422 on url naming no range", u, r.Status, r.Raw)
+			}
+		}
+	}
+	after := tableCounts(t, sys)
+	for table, n := range before {
+		if after[table] != n {
+			t.Errorf("%s: %d rows before, %d after refused registrations", table, n, after[table])
+		}
 	}
 }
 

@@ -216,7 +216,8 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		api := httpapi.New(db, js, blobs, m, log, httpapi.Options{Quota: quota, MaxUploadBytes: cfg.MaxUploadBytes,
 			MaxBodyBytes: cfg.MaxBodyBytes, AdminKey: cfg.AdminAPIKey, AccessLog: access, RateLimit: cfg.RateLimit, Sealer: sealer,
 			Links: httpapi.NewLinks(linkKey, public, 0), EndpointConcurrency: cfg.EndpointConcurrency, ReceiverTimeout: cfg.ReceiverTimeout,
-			Consuming: consuming, TailHeartbeat: tune.TailHeartbeat})
+			Consuming: consuming, TailHeartbeat: tune.TailHeartbeat,
+			AllowPrivateTargets: cfg.AllowPrivateTargets})
 		g.Go(func() error { return api.Serve(gctx, ln) })
 	} else {
 		g.Go(func() error {
