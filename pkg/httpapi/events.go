@@ -84,7 +84,7 @@ func (a *API) publishOnce(c *fiber.Ctx, e event.Event) (duplicate bool, err erro
 	if ack.Duplicate {
 		return true, nil
 	}
-	a.m.EventsPublished.WithLabelValues(e.Type).Inc()
+	a.m.EventsPublished.WithLabelValues(a.typeLabel(c.UserContext(), e.Type)).Inc()
 	return false, nil
 }
 
