@@ -34,7 +34,7 @@ func (s *system) caughtUp(t *testing.T) string {
 // TestClusterKillLeader kills (SIGKILL) the node leading EVENTS, then in another run the one
 // leading DELIVERIES, once 20,000 events are acknowledged and in flight: a new leader is
 // elected, every delivery arrives without restarting a service, and the node, started again
-// on its store, catches up.
+// on its store, catches up. The stream's leader is first moved to the node most services use.
 func TestClusterKillLeader(t *testing.T) {
 	skipUnlessCluster(t)
 	for _, stream := range []string{natsx.EventsStream, natsx.DeliveriesStream} {
@@ -44,7 +44,17 @@ func TestClusterKillLeader(t *testing.T) {
 			s.hold(true) // every event acknowledged and none processed when the node dies
 			ld := startLoad(t, s, n, 4000)
 			ld.waitAccepted(t, n)
-			leader := s.c.LeaderOf(stream)
+			// The node with the most processors and dispatchers connected leads the stream,
+			// so the kill also makes services move to another node.
+			leader, most := s.c.LeaderOf(stream), -1
+			for i := range s.c.N() {
+				p, _ := s.c.ClientsNamed(i, "hookline-processor")
+				d, _ := s.c.ClientsNamed(i, "hookline-dispatcher")
+				if p+d > most {
+					leader, most = i, p+d
+				}
+			}
+			s.c.MoveLeader(stream, "", leader)
 			start := time.Now()
 			s.c.Kill(leader)
 			s.hold(false)
