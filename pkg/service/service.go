@@ -171,7 +171,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 	if tune.DispatchMaxAckPending > 0 {
 		topo.DispatchMaxAckPending = tune.DispatchMaxAckPending
 	}
-	if err := natsx.Setup(ctx, js, topo); err != nil {
+	if err := atStart(ctx, log, "streams and consumers", func(ctx context.Context) error { return natsx.Setup(ctx, js, topo) }); err != nil {
 		return err
 	}
 
@@ -208,7 +208,10 @@ func Run(ctx context.Context, log *slog.Logger, cfg config.Config, role Role, tu
 		}
 		var quota jetstream.KeyValue // rate limits shared by the ingress replicas
 		if cfg.RateLimit > 0 {
-			if quota, err = natsx.SetupQuotas(ctx, js, topo.Replicas); err != nil {
+			if err = atStart(ctx, log, "rate-limit bucket", func(ctx context.Context) (err error) {
+				quota, err = natsx.SetupQuotas(ctx, js, topo.Replicas)
+				return err
+			}); err != nil {
 				ln.Close()
 				return err
 			}
@@ -279,8 +282,11 @@ func leases(ctx context.Context, js jetstream.JetStream, role Role, replicas int
 	if ttl <= 0 {
 		ttl = natsx.DefaultLeaseTTL
 	}
-	kv, err := natsx.SetupLeases(ctx, js, ttl, replicas)
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := atStart(ctx, log, "leases bucket", func(ctx context.Context) (err error) {
+		kv, err = natsx.SetupLeases(ctx, js, ttl, replicas)
+		return err
+	}); err != nil {
 		return nil, nil, err
 	}
 	host, _ := os.Hostname()
@@ -344,3 +350,31 @@ func redactURL(u string) string {
 
 // Exit codes of Main.
 var osExit = os.Exit
+
+// startPatience bounds how long a service retries its JetStream set-up at start: a cluster
+// that has just started, or lost a node, may answer "no suitable peers for placement" or time
+// out for a few seconds, which is no reason to exit. A set-up still failing after this is
+// reported and the process exits, for its supervisor to see.
+const startPatience = time.Minute
+
+// atStart runs setup until it succeeds, ctx ends or startPatience has passed, waiting as
+// natsx.Backoff says between tries (1 s doubling) and warning at most once per 10 s.
+func atStart(ctx context.Context, log *slog.Logger, what string, setup func(context.Context) error) error {
+	var b natsx.Backoff
+	deadline := time.Now().Add(startPatience)
+	for {
+		err := setup(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		wait, logNow, unlogged := b.Fail(time.Now())
+		if logNow {
+			log.Warn("setting up "+what+" failed: trying again", "err", err, "in", wait, "failed_unlogged", unlogged)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
