@@ -291,8 +291,8 @@ func (d *Dispatcher) handle(ctx context.Context, m jetstream.Msg, w *writer, ep 
 		// dispatcher. Not attempted; JetStream redelivers it (NumDelivered > 1, so the
 		// redelivery checks PostgreSQL first).
 		ep.leave()
-		attempting = true // leave gave the place back
-		_ = m.Nak()
+		attempting = true                        // leave gave the place back
+		_ = m.NakWithDelay(d.opts.HandBackDelay) // a heartbeat missed on a busy machine is not a storm
 		return
 	}
 	attempting = true // leave gives the place back

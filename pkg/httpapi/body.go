@@ -113,7 +113,7 @@ func (a *API) body(c *fiber.Ctx) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	if n > 0 {
-		buf.Grow(n)
+		buf.Grow(min(n, 64<<10)) // what is declared is not yet sent: grow as bytes arrive
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(req.BodyStream(), limit+1)); err != nil {
 		return nil, fail(fiber.StatusBadRequest, "the request body could not be read")

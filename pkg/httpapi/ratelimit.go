@@ -34,6 +34,9 @@ type quota struct {
 	tokens     int       // left in the slice taken
 	expires    time.Time // the slice's end
 	emptyUntil time.Time // the shared bucket was empty: refuse without asking until then
+	// localUntil: the shared bucket could not be reached; limit on this replica alone until
+	// then, rather than make every request of the key wait for its own failed round trip.
+	localUntil time.Time
 }
 
 type quotas struct {
@@ -72,6 +75,9 @@ func (a *API) allow(ctx context.Context, hash string) bool {
 	if now.Before(q.emptyUntil) {
 		return false
 	}
+	if now.Before(q.localUntil) {
+		return a.limiter(hash).Allow()
+	}
 	rate := float64(a.opts.RateLimit)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -81,6 +87,7 @@ func (a *API) allow(ctx context.Context, hash string) bool {
 			a.quotaLogged.Store(t)
 			a.log.WarnContext(ctx, "shared rate limits unavailable, limiting per replica", "err", err)
 		}
+		q.localUntil = time.Now().Add(time.Second)
 		return a.limiter(hash).Allow()
 	}
 	if n == 0 {

@@ -92,7 +92,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if p.opts.Lease == nil || p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 {
+		if p.opts.Lease == nil || p.opts.EventRetention <= 0 && p.opts.AttemptRetention <= 0 &&
+			p.opts.RejectedRetention <= 0 && p.opts.RejectedPerUser <= 0 {
 			p.prune(ctx) // nothing to prune: no lease to hold either
 			return
 		}
