@@ -289,6 +289,12 @@ func leases(ctx context.Context, js jetstream.JetStream, role Role, replicas int
 	}); err != nil {
 		return nil, nil, err
 	}
+	// The bucket ages entries out after the TTL it was made with: a replica configured (or
+	// released) with another TTL renews at the bucket's pace, or two holders would alternate.
+	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 && st.TTL() != ttl {
+		log.Warn("the leases bucket keeps its own TTL", "bucket_ttl", st.TTL(), "configured", ttl)
+		ttl = st.TTL()
+	}
 	host, _ := os.Hostname()
 	lease := func(name string) *natsx.Lease {
 		l := natsx.NewLease(kv, name, host+"/"+addr, ttl, log)
