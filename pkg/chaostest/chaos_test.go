@@ -32,6 +32,9 @@ type scenario struct {
 	inject func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time
 	// dispatcherEnv is added to the dispatcher's first start (its crash points).
 	dispatcherEnv map[string]string
+	// uploads: uploaders post files (upload.completed to the webhook named) from the load's
+	// start until 10 s after the fault ended.
+	uploads bool
 	// defect names a Hookline defect that makes the scenario fail today: it is skipped unless
 	// HOOKLINE_CHAOS_KNOWN_DEFECTS=1, so that `make chaos` passes and the defect stays visible.
 	defect string
@@ -320,7 +323,7 @@ func scenarios() []scenario {
 			dispatcherEnv: afterCommit, inject: crashAfterCommit},
 		{name: "kill -9 processor", events: 10000, rate: 300,
 			inject: kill9(func(s *stack) *service { return s.processor })},
-		{name: "kill -9 ingress, clients retrying the same ids", events: 10000, rate: 300,
+		{name: "kill -9 ingress, clients retrying the same ids", events: 10000, rate: 300, uploads: true,
 			inject: kill9(func(s *stack) *service { return s.ingress })},
 		{name: "kill -9 nats-server, restart on the same store", events: 10000, rate: 300,
 			inject: func(t *testing.T, s *stack, rv *receiver, ld *loader) time.Time {
@@ -405,10 +408,17 @@ func runScenarios(t *testing.T, list []scenario, bound bool) {
 			}
 			started := time.Now()
 			rv := newReceiver(t, sc.delay)
-			s := newStackWith(t, pg, fmt.Sprintf("chaos_%d_%d", os.Getpid(), i), rv, stackOptions{dispatcherEnv: sc.dispatcherEnv})
+			s := newStackWith(t, pg, fmt.Sprintf("chaos_%d_%d", os.Getpid(), i), rv,
+				stackOptions{dispatcherEnv: sc.dispatcherEnv, uploads: sc.uploads})
 			n := scaled(sc.events)
 			ld := startLoad(t, s, n, sc.rate, time.Duration(n/sc.rate)*time.Second+120*time.Second)
+			stopUploads := func() {}
+			if sc.uploads {
+				stopUploads = ld.startUploads(s, 4)
+				t.Cleanup(stopUploads)
+			}
 			faultEnd := sc.inject(t, s, rv, ld)
+			time.AfterFunc(time.Until(faultEnd.Add(10*time.Second)), stopUploads)
 			ld.wait()
 			r := check(t, sc.name, s, rv, ld, faultEnd, recoverWithin)
 			s.notes["wall_s"] = time.Since(started).Seconds()

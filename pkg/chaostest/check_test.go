@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,10 +46,18 @@ type result struct {
 	TwoSuccess int            `json:"multiple_success_rows"`
 	Reposted   int            `json:"reposted_after_recorded"` // deliveries recorded as succeeded at a crash, POSTed again after it
 	APIErrors  string         `json:"api_errors"`
-	NATSErrors int            `json:"nats_errors"`
-	LogLines   map[string]int `json:"log_lines"` // each service's log, all runs together
-	Built      string         `json:"built_from"`
-	At         time.Time      `json:"at"`
+	// Uploads answered 200 (their deliveries are owed, in Expected); UploadsUnanswered tried
+	// without a 200 (retried as new uploads); UploadsUnowed deliveries came for uploads never
+	// answered 200 (allowed: at most one per such try); NoFileRow uploads answered 200
+	// without their files row.
+	Uploads           int            `json:"uploads,omitempty"`
+	UploadsUnanswered int            `json:"uploads_unanswered,omitempty"`
+	UploadsUnowed     int            `json:"upload_deliveries_unanswered,omitempty"`
+	NoFileRow         int            `json:"uploads_without_file_row,omitempty"`
+	NATSErrors        int            `json:"nats_errors"`
+	LogLines          map[string]int `json:"log_lines"` // each service's log, all runs together
+	Built             string         `json:"built_from"`
+	At                time.Time      `json:"at"`
 }
 
 // lostAfter is how long past its bound a delivery is still waited for before it counts as lost
@@ -75,6 +84,23 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 				owed[processor.DeliveryID(e.id, h.id).String()] = e.accepted
 			}
 		}
+	}
+	ld.mu.Lock()
+	uploads := slices.Clone(ld.uploads)
+	r.Uploads, r.UploadsUnanswered = len(uploads), ld.uploadsUnanswered
+	if len(ld.uploadStatus) > 0 {
+		s.notes["upload_answers_not_200"] = maps.Clone(ld.uploadStatus)
+	}
+	ld.mu.Unlock()
+	after := 0
+	for _, u := range uploads {
+		owed[processor.DeliveryID(u.eventID, u.webhook).String()] = u.accepted
+		if u.accepted.After(faultEnd) {
+			after++
+		}
+	}
+	if len(uploads) > 0 {
+		s.notes["uploads_after_fault"] = after
 	}
 	r.Expected = len(owed)
 	missing := func() int {
@@ -131,7 +157,11 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 		received[id] = true
 		r.Duplicates += rc.count - 1
 		if _, ok := owed[id]; !ok {
-			r.Unexpected++
+			if rc.upload {
+				r.UploadsUnowed++
+			} else {
+				r.Unexpected++
+			}
 		}
 	}
 	r.BadSig, r.Failed = rv.badSig, rv.failed
@@ -171,6 +201,29 @@ func check(t *testing.T, name string, s *stack, rv *receiver, ld *loader, faultE
 		time.Sleep(200 * time.Millisecond)
 	}
 	r.Stuck = count(stuckQ)
+	if len(uploads) > 0 {
+		files := map[string]string{} // event id -> file id
+		rows, err := conn.Query(ctx, "SELECT event_id, id::text FROM files")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var ev, id string
+			if err := rows.Scan(&ev, &id); err != nil {
+				t.Fatal(err)
+			}
+			files[ev] = id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range uploads {
+			if files[u.eventID] != u.fileID {
+				r.NoFileRow++
+			}
+		}
+	}
 	success := successRows(t, conn)
 	for id := range received {
 		if success[id] == 0 {
@@ -222,6 +275,13 @@ func verdict(t *testing.T, r result, bound bool) {
 	if bound && r.Late > r.Lost {
 		t.Errorf("%s: %d of %d owed deliveries arrived more than %.0fs after the fault ended (or their event was acknowledged); the longest took %.1fs",
 			r.Scenario, r.Late-r.Lost, r.Expected, r.Bound, r.MaxWait)
+	}
+	if r.NoFileRow > 0 {
+		t.Errorf("%s: %d of %d uploads answered 200 have no files row", r.Scenario, r.NoFileRow, r.Uploads)
+	}
+	if r.UploadsUnowed > r.UploadsUnanswered {
+		t.Errorf("%s: %d upload.completed deliveries of uploads never answered 200, more than the %d such tries",
+			r.Scenario, r.UploadsUnowed, r.UploadsUnanswered)
 	}
 	if r.BadSig > 0 {
 		t.Errorf("%s: %d requests failed signature verification", r.Scenario, r.BadSig)

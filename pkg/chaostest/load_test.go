@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -66,6 +68,7 @@ type receiver struct {
 type receipt struct {
 	count       int
 	first, last time.Time
+	upload      bool // an upload.completed delivery
 }
 
 func newReceiver(t *testing.T, delay time.Duration) *receiver {
@@ -123,7 +126,7 @@ func (rv *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	drip := ok && rv.dripping[i]
 	rc := rv.seen[id]
 	if rc == nil {
-		rc = &receipt{first: now}
+		rc = &receipt{first: now, upload: bytes.HasPrefix(body, []byte(`{"type":"upload.completed"`))}
 		rv.seen[id] = rc
 	}
 	rc.count++
@@ -225,10 +228,22 @@ type loader struct {
 	natsErrs  int
 	accepted  atomic.Int64
 	fanout    int // deliveries each event is owed (the same for every user and type)
+
+	uploads           []upload       // answered 200 (guarded by mu)
+	uploadsUnanswered int            // upload requests without a 200 (guarded by mu)
+	uploadStatus      map[string]int // their answers, by status (or "error") (guarded by mu)
+	uploadsOK         atomic.Int64
 }
 
-// owed is how many deliveries the events acknowledged so far are owed.
-func (ld *loader) owed() int { return int(ld.accepted.Load()) * ld.fanout }
+// upload is a file upload answered 200: its upload.completed event is owed to its webhook.
+type upload struct {
+	eventID, fileID string
+	webhook         uuid.UUID
+	accepted        time.Time
+}
+
+// owed is how many deliveries the events and uploads acknowledged so far are owed.
+func (ld *loader) owed() int { return int(ld.accepted.Load())*ld.fanout + int(ld.uploadsOK.Load()) }
 
 func startLoad(t *testing.T, s *stack, n, rate int, giveUp time.Duration) *loader {
 	t.Helper()
@@ -242,7 +257,7 @@ func startLoad(t *testing.T, s *stack, n, rate int, giveUp time.Duration) *loade
 	if err != nil {
 		t.Fatal(err)
 	}
-	ld := &loader{events: make([]event, n), apiStatus: map[string]int{}}
+	ld := &loader{events: make([]event, n), apiStatus: map[string]int{}, uploadStatus: map[string]int{}}
 	for _, h := range s.webhooks {
 		if h.user == 1 && slices.Contains(h.types, eventTypes[0]) {
 			ld.fanout++
@@ -315,6 +330,84 @@ func (ld *loader) send(s *stack, client *http.Client, js jetstream.JetStream, e 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// startUploads runs n uploaders, each posting a small multipart file every 250 ms to the
+// webhooks subscribed to upload.completed in turn (with the owner's key), until stop is
+// called. An upload without a 200 (the ingress away, or an error) is retried as a new upload:
+// uploads have no client id, so the lost answer's upload may still be delivered.
+func (ld *loader) startUploads(s *stack, n int) (stop func()) {
+	var hooks []hook
+	for _, h := range s.webhooks {
+		if slices.Contains(h.types, uploadType) {
+			hooks = append(hooks, h)
+		}
+	}
+	done := make(chan struct{})
+	client := &http.Client{Timeout: 10 * time.Second}
+	var seq atomic.Int64
+	for g := range n {
+		ld.wg.Go(func() {
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for i := g; ; i += n {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				h := hooks[i%len(hooks)]
+				u, status := postUpload(s, client, h, seq.Add(1))
+				ld.mu.Lock()
+				if status == "200" {
+					ld.uploads = append(ld.uploads, u)
+					ld.uploadsOK.Add(1)
+				} else {
+					ld.uploadsUnanswered++
+					ld.uploadStatus[status]++
+				}
+				ld.mu.Unlock()
+			}
+		})
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// postUpload sends one file to POST /upload_file/webhook_id/<h>; status is "200" with the
+// upload's ids, else the answer's status or "error".
+func postUpload(s *stack, client *http.Client, h hook, n int64) (upload, string) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", fmt.Sprintf("chaos-%d.txt", n))
+	_, _ = fw.Write(bytes.Repeat([]byte(fmt.Sprintf("upload %d during chaos\n", n)), 64))
+	_ = mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.ingress.addr+"/upload_file/webhook_id/"+h.id.String(), &body)
+	req.Header.Set("Authorization", "Bearer "+s.userKeys[h.user])
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := client.Do(req)
+	if err != nil {
+		return upload{}, "error"
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return upload{}, "error"
+	}
+	if resp.StatusCode != http.StatusOK {
+		return upload{}, strconv.Itoa(resp.StatusCode)
+	}
+	var env struct {
+		Data struct {
+			FileID    string    `json:"file_id"`
+			EventID   string    `json:"event_id"`
+			WebhookID uuid.UUID `json:"webhook_id"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(b, &env) != nil || env.Data.EventID == "" || env.Data.WebhookID != h.id {
+		return upload{}, "200 unreadable: " + string(b)
+	}
+	return upload{eventID: env.Data.EventID, fileID: env.Data.FileID, webhook: h.id, accepted: time.Now()}, "200"
 }
 
 // wait returns once every event is acknowledged or given up.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,8 +69,12 @@ var (
 	}
 )
 
+// uploadType is the type of an upload's event (seeded by the first migration).
+const uploadType = "upload.completed"
+
 type stackOptions struct {
 	dispatcherEnv map[string]string // added to the dispatcher's environment (its first start)
+	uploads       bool              // every webhook is subscribed to upload.completed too
 }
 
 func newStack(t *testing.T, pg *pgCluster, name string, rv *receiver) *stack {
@@ -140,9 +145,25 @@ func newStackWith(t *testing.T, pg *pgCluster, name string, rv *receiver, o stac
 		s.api("POST", "/event_type", map[string]any{"name": ty, "description": "chaos load"}, &et)
 		typeIDs[ty] = et.ID
 	}
+	if o.uploads {
+		var types []struct{ ID, Name string }
+		s.api("GET", "/event_type", nil, &types)
+		for _, et := range types {
+			if et.Name == uploadType {
+				typeIDs[uploadType] = et.ID
+			}
+		}
+		if typeIDs[uploadType] == "" {
+			t.Fatalf("no event type %s in GET /event_type", uploadType)
+		}
+	}
 	for i, sub := range subscriptions {
+		types := sub.types
+		if o.uploads {
+			types = append(slices.Clip(types), uploadType)
+		}
 		var ids []string
-		for _, ty := range sub.types {
+		for _, ty := range types {
 			ids = append(ids, typeIDs[ty])
 		}
 		var w struct {
@@ -151,7 +172,7 @@ func newStackWith(t *testing.T, pg *pgCluster, name string, rv *receiver, o stac
 		}
 		s.api("POST", "/webhook/register", map[string]any{"event_type_ids": ids, "user_id": sub.user,
 			"url": fmt.Sprintf("%s/w/%d", rv.URL, i)}, &w)
-		s.webhooks = append(s.webhooks, hook{id: w.ID, user: sub.user, types: sub.types, secret: w.Secret})
+		s.webhooks = append(s.webhooks, hook{id: w.ID, user: sub.user, types: types, secret: w.Secret})
 	}
 	rv.setWebhooks(s.webhooks)
 	return s
