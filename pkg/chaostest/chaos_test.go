@@ -388,8 +388,7 @@ func scenarios() []scenario {
 }
 
 // TestChaos runs every scenario against its own database (in one private PostgreSQL cluster),
-// nats-server and services. HOOKLINE_CHAOS_RUN selects scenarios by subtest name (-run works
-// too).
+// nats-server and services. Select scenarios with -run 'TestChaos$/<subtest name>'.
 func TestChaos(t *testing.T) {
 	skipUnlessChaos(t)
 	runScale = eventsScale()
