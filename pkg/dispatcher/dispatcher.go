@@ -118,7 +118,7 @@ func New(db *store.DB, js jetstream.JetStream, client *egress.Client, m *metrics
 // in-flight attempts ShutdownGrace to finish, records what finished, hands the rest back to
 // JetStream and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	cons, err := d.js.Consumer(ctx, natsx.DeliveriesStream, natsx.DispatchConsumer)
+	cons, err := natsx.OpenConsumer(ctx, d.js, natsx.DeliveriesStream, natsx.DispatchConsumer, d.log)
 	if err != nil {
 		return err
 	}

@@ -301,3 +301,28 @@ func (c *Consuming) Err() error {
 	slices.Sort(names)
 	return fmt.Errorf("not consuming: %s", strings.Join(names, ", "))
 }
+
+// OpenConsumer looks up the durable consumer name of stream, trying again (1 s doubling to
+// 16 s, a warning at most every 10 s) while JetStream does not answer, as during a stream
+// leader's election in a cluster, until ctx ends. A consumer that does not exist is an error
+// at once: Setup makes it before the services run.
+func OpenConsumer(ctx context.Context, js jetstream.JetStream, stream, name string, log *slog.Logger) (jetstream.Consumer, error) {
+	var b Backoff
+	for {
+		try, cancel := context.WithTimeout(ctx, 5*time.Second) // a request lost while reconnecting
+		cons, err := js.Consumer(try, stream, name)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil {
+			return cons, err
+		}
+		wait, logNow, unlogged := b.Fail(time.Now())
+		if logNow {
+			log.Warn("consumer lookup failed: trying again", "stream", stream, "consumer", name, "err", err, "in", wait, "failed_unlogged", unlogged)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}

@@ -83,7 +83,7 @@ func DeliveryID(eventID string, webhookID uuid.UUID) uuid.UUID {
 
 // Run consumes until ctx ends, then stops pulling, finishes the batch in hand and returns nil.
 func (p *Processor) Run(ctx context.Context) error {
-	cons, err := p.js.Consumer(ctx, natsx.EventsStream, natsx.ProcessorConsumer)
+	cons, err := natsx.OpenConsumer(ctx, p.js, natsx.EventsStream, natsx.ProcessorConsumer, p.log)
 	if err != nil {
 		return err
 	}
