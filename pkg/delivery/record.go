@@ -1,12 +1,12 @@
 package delivery
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hookline/hookline/pkg/event"
 )
 
 // Record is one committed attempt as the live tail shows it (GET /attempts/stream): the
@@ -35,17 +35,17 @@ const RecordTime = "2006-01-02 15:04:05"
 // a string needs escaping.
 func AppendRecord(b []byte, r *Record, latency time.Duration, at time.Time) []byte {
 	b = append(b, `{"delivery_id":"`...)
-	b = appendUUID(b, r.DeliveryID)
+	b = event.AppendUUID(b, r.DeliveryID)
 	b = append(b, `","webhook_id":"`...)
-	b = appendUUID(b, r.WebhookID)
+	b = event.AppendUUID(b, r.WebhookID)
 	b = append(b, `","event_id":`...)
-	b = appendString(b, r.EventID)
+	b = event.AppendJSONString(b, r.EventID)
 	b = append(b, `,"event_type":`...)
-	b = appendString(b, r.EventType)
+	b = event.AppendJSONString(b, r.EventType)
 	b = append(b, `,"attempt":`...)
 	b = strconv.AppendInt(b, int64(r.Attempt), 10)
 	b = append(b, `,"status":`...)
-	b = appendString(b, string(r.Status))
+	b = event.AppendJSONString(b, string(r.Status))
 	b = append(b, `,"status_code":`...)
 	if r.StatusCode == 0 {
 		b = append(b, "null"...) // no answer came, as GET /deliveries/{id} shows it
@@ -58,35 +58,9 @@ func AppendRecord(b []byte, r *Record, latency time.Duration, at time.Time) []by
 	if r.Error == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendString(b, r.Error)
+		b = event.AppendJSONString(b, r.Error)
 	}
 	b = append(b, `,"at":"`...)
 	b = at.UTC().AppendFormat(b, RecordTime)
 	return append(b, `"}`...)
-}
-
-// appendString appends s as a JSON string: plain printable ASCII is copied, anything else goes
-// through encoding/json, which escapes it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			enc, _ := json.Marshal(s) // a string always encodes
-			return append(b, enc...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-func appendUUID(b []byte, u uuid.UUID) []byte {
-	b = hex.AppendEncode(b, u[0:4])
-	b = append(b, '-')
-	b = hex.AppendEncode(b, u[4:6])
-	b = append(b, '-')
-	b = hex.AppendEncode(b, u[6:8])
-	b = append(b, '-')
-	b = hex.AppendEncode(b, u[8:10])
-	b = append(b, '-')
-	return hex.AppendEncode(b, u[10:16])
 }

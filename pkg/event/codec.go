@@ -223,14 +223,14 @@ func Encode(e Event) ([]byte, error) {
 	}
 	b := make([]byte, 0, 160+len(e.ID)+len(e.Type)+len(data))
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, e.ID)
+	b = AppendJSONString(b, e.ID)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, e.Type)
+	b = AppendJSONString(b, e.Type)
 	b = append(b, `,"user_id":`...)
 	b = strconv.AppendInt(b, e.UserID, 10)
 	if e.WebhookID != nil {
 		b = append(b, `,"webhook_id":"`...)
-		b = appendUUID(b, *e.WebhookID)
+		b = AppendUUID(b, *e.WebhookID)
 		b = append(b, '"')
 	}
 	b = append(b, `,"occurred_at":"`...)
@@ -240,10 +240,10 @@ func Encode(e Event) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendJSONString appends s as a JSON string. Valid ids and type names
+// AppendJSONString appends s as a JSON string. Valid ids and type names
 // are plain ASCII and are copied as they are; anything else goes through
 // encoding/json, which escapes it.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			enc, _ := json.Marshal(s) // a string always encodes
@@ -255,9 +255,9 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendUUID appends u in its canonical 36-character form without the
+// AppendUUID appends u in its canonical 36-character form without the
 // allocation of u.String().
-func appendUUID(b []byte, u uuid.UUID) []byte {
+func AppendUUID(b []byte, u uuid.UUID) []byte {
 	b = hex.AppendEncode(b, u[0:4])
 	b = append(b, '-')
 	b = hex.AppendEncode(b, u[4:6])
