@@ -390,44 +390,44 @@ func (c *Cluster) majority() (*nats.Conn, error) {
 	return nil, lastErr
 }
 
-// StreamInfo asks the stream's leader (through a node outside any partition) for its info.
-func (c *Cluster) StreamInfo(stream string) (*jetstream.StreamInfo, error) {
+// onMajority runs ask with JetStream through a node outside any partition and a 5 s deadline.
+func (c *Cluster) onMajority(ask func(context.Context, jetstream.JetStream) error) error {
 	nc, err := c.majority()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
-	return s.Info(ctx)
+	return ask(ctx, js)
+}
+
+// StreamInfo asks the stream's leader (through a node outside any partition) for its info.
+func (c *Cluster) StreamInfo(stream string) (info *jetstream.StreamInfo, err error) {
+	err = c.onMajority(func(ctx context.Context, js jetstream.JetStream) error {
+		s, err := js.Stream(ctx, stream)
+		if err == nil {
+			info, err = s.Info(ctx)
+		}
+		return err
+	})
+	return info, err
 }
 
 // ConsumerInfo asks the consumer's leader (through a node outside any partition) for its info.
-func (c *Cluster) ConsumerInfo(stream, consumer string) (*jetstream.ConsumerInfo, error) {
-	nc, err := c.majority()
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, stream, consumer)
-	if err != nil {
-		return nil, err
-	}
-	return cons.Info(ctx)
+func (c *Cluster) ConsumerInfo(stream, consumer string) (info *jetstream.ConsumerInfo, err error) {
+	err = c.onMajority(func(ctx context.Context, js jetstream.JetStream) error {
+		cons, err := js.Consumer(ctx, stream, consumer)
+		if err == nil {
+			info, err = cons.Info(ctx)
+		}
+		return err
+	})
+	return info, err
 }
 
 // LeaderOf waits (up to 60 s) until stream has a leader outside any partition and returns its
