@@ -236,17 +236,7 @@ func deliveries(c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.print(env, func() error {
-			o, err := decodeObject(env.Data)
-			if err != nil {
-				return err
-			}
-			if err := c.record(deliveryFields, o); err != nil {
-				return err
-			}
-			fmt.Fprintln(c.out)
-			return c.table(attemptColumns, objects(o["attempts"]))
-		})
+		return c.oneWithList(env, deliveryFields, "attempts", attemptColumns)
 	case "retry":
 		pos, err := parse(c.flags("retry"), args[1:], "DELIVERY_ID")
 		if err != nil {
@@ -308,17 +298,7 @@ func events(c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.print(env, func() error {
-			o, err := decodeObject(env.Data)
-			if err != nil {
-				return err
-			}
-			if err := c.record(eventFields, o); err != nil {
-				return err
-			}
-			fmt.Fprintln(c.out)
-			return c.table(eventDeliveryCols, objects(o["deliveries"]))
-		})
+		return c.oneWithList(env, eventFields, "deliveries", eventDeliveryCols)
 	case "list":
 		fs := c.flags("list")
 		q := pageFlags(fs)

@@ -112,3 +112,19 @@ func (c *client) one(env *envelope, fields []string) error {
 		return c.record(fields, o)
 	})
 }
+
+// oneWithList prints a single object's fields, then its list under key (a delivery's attempts,
+// an event's deliveries) as a table.
+func (c *client) oneWithList(env *envelope, fields []string, key string, columns []string) error {
+	return c.print(env, func() error {
+		o, err := decodeObject(env.Data)
+		if err != nil {
+			return err
+		}
+		if err := c.record(fields, o); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out)
+		return c.table(columns, objects(o[key]))
+	})
+}
